@@ -1,0 +1,103 @@
+"""The feed-forward style-transfer net of the Dynamic-Net seed (Johnson et al. 2016 layout).
+
+``forward(x, inject)`` calls ``inject(site, features)`` at each named tuning site; the dynamic net
+uses that hook, so the main net's forward exists exactly once.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Callable, Literal, Optional
+
+import torch
+from torch import nn
+
+from nets.layers import ConvLayer, ResidualBlock, UpsampleConv
+
+Inject = Callable[[str, torch.Tensor], torch.Tensor]
+Preset = Literal["paper", "lite"]
+
+STYLE_SITES = ("res3_in", "up1_in", "out_in")
+
+
+@dataclass(frozen=True)
+class StyleNetConfig:
+    """Widths of the encoder (full, 1/2, 1/4 resolution) and decoder (1/2, full resolution)."""
+
+    encoder_widths: tuple[int, int, int] = (32, 64, 128)
+    decoder_widths: tuple[int, int] = (64, 32)
+    n_res: int = 5
+
+    def __post_init__(self):
+        if self.n_res < 3:
+            raise ValueError("StyleNet needs at least 3 residual blocks (site res3_in sits before the 3rd)")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StyleNetConfig":
+        return cls(encoder_widths=tuple(d["encoder_widths"]), decoder_widths=tuple(d["decoder_widths"]),
+                   n_res=int(d["n_res"]))
+
+
+PRESETS: dict[str, StyleNetConfig] = {
+    # The seed's net: 9x9 conv 32, stride-2 convs to 64 and 128, 5 residual blocks, upsample convs
+    # to 64 and 32, 9x9 conv to RGB.
+    "paper": StyleNetConfig((32, 64, 128), (64, 32), 5),
+    # About a tenth of the paper net's FLOPs per pixel (see stylenet_macs_per_pixel); the full
+    # resolution 9x9 convolutions dominate, so the outer widths are cut hardest.
+    "lite": StyleNetConfig((12, 24, 32), (24, 12), 5),
+}
+
+
+class StyleNet(nn.Module):
+    def __init__(self, config: StyleNetConfig = PRESETS["paper"]):
+        super().__init__()
+        self.config = config
+        c1, c2, c3 = config.encoder_widths
+        d1, d2 = config.decoder_widths
+        self.conv1 = ConvLayer(3, c1, 9)
+        self.in1 = nn.InstanceNorm2d(c1, affine=True)
+        self.conv2 = ConvLayer(c1, c2, 3, stride=2)
+        self.in2 = nn.InstanceNorm2d(c2, affine=True)
+        self.conv3 = ConvLayer(c2, c3, 3, stride=2)
+        self.in3 = nn.InstanceNorm2d(c3, affine=True)
+        self.res = nn.ModuleList(ResidualBlock(c3) for _ in range(config.n_res))
+        self.up1 = UpsampleConv(c3, d1, 3)
+        self.in4 = nn.InstanceNorm2d(d1, affine=True)
+        self.up2 = UpsampleConv(d1, d2, 3)
+        self.in5 = nn.InstanceNorm2d(d2, affine=True)
+        self.out = ConvLayer(d2, 3, 9)
+        self.relu = nn.ReLU()
+
+    @property
+    def site_channels(self) -> dict[str, int]:
+        c3 = self.config.encoder_widths[2]
+        return {"res3_in": c3, "up1_in": c3, "out_in": self.config.decoder_widths[1]}
+
+    def forward(self, x: torch.Tensor, inject: Optional[Inject] = None) -> torch.Tensor:
+        """x: (B, 3, H, W) RGB in [0, 1]; returns RGB, nominally in [0, 1] (not clamped)."""
+        y = self.relu(self.in1(self.conv1(x)))
+        y = self.relu(self.in2(self.conv2(y)))
+        y = self.relu(self.in3(self.conv3(y)))
+        for i, block in enumerate(self.res):
+            if i == 2 and inject is not None:
+                y = inject("res3_in", y)
+            y = block(y)
+        if inject is not None:
+            y = inject("up1_in", y)
+        y = self.relu(self.in4(self.up1(y)))
+        y = self.relu(self.in5(self.up2(y)))
+        if inject is not None:
+            y = inject("out_in", y)
+        return self.out(y)
+
+
+def stylenet_macs_per_pixel(config: StyleNetConfig, tuning_sites: tuple[str, ...] = ()) -> float:
+    """Multiply-accumulates per input pixel (convolutions only; norms and pads are negligible)."""
+    c1, c2, c3 = config.encoder_widths
+    d1, d2 = config.decoder_widths
+    macs = 81 * 3 * c1 + 9 * c1 * c2 / 4 + 9 * c2 * c3 / 16
+    macs += config.n_res * 2 * 9 * c3 * c3 / 16
+    macs += 9 * c3 * d1 / 4 + 9 * d1 * d2 + 81 * d2 * 3
+    site_cost = {"res3_in": 3 * 9 * c3 * c3 / 16, "up1_in": 3 * 9 * c3 * c3 / 16, "out_in": 3 * 9 * d2 * d2}
+    return macs + sum(site_cost[s] for s in tuning_sites)

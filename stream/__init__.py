@@ -1,0 +1,1 @@
+"""Everything that moves frames: sources, ring buffers, the engine, controls, display, writer."""

@@ -1,0 +1,113 @@
+"""`dynastream` command line. The only layer that reads argv (and, through the config modules it
+calls, YAML); heavy modules are imported inside each command so `--help` stays fast."""
+
+import argparse
+import sys
+from typing import Callable, Optional, Sequence
+
+from nets.errors import DynastreamError
+
+Runner = Callable[[argparse.Namespace], Optional[int]]
+
+
+def _not_landed(issue: str) -> Runner:
+    def run(args: argparse.Namespace) -> int:
+        raise DynastreamError(f"`dynastream {args.command}` is not available yet: it lands with the {issue} issue")
+    return run
+
+
+def _stub(sub, name: str, help_text: str, issue: str) -> None:
+    p = sub.add_parser(name, help=help_text, description=f"{help_text} (not available yet: {issue} issue)")
+    p.set_defaults(run=_not_landed(issue), accepts_any_arguments=True)
+
+
+# --- live -------------------------------------------------------------------------------------
+
+def add_live(sub) -> None:
+    _stub(sub, "live", "stylize a camera, file or the demo clip in a window, alpha on keys/MIDI", "Live pipeline")
+
+
+# --- render -----------------------------------------------------------------------------------
+
+def add_render(sub) -> None:
+    _stub(sub, "render", "stylize a video file offline with alpha keyframes, keeping audio", "Batch render")
+
+
+# --- train ------------------------------------------------------------------------------------
+
+def add_train(sub) -> None:
+    _stub(sub, "train", "train a Dynamic-Net style model from a YAML config", "Training module")
+
+
+# --- bench ------------------------------------------------------------------------------------
+
+def add_bench(sub) -> None:
+    _stub(sub, "bench", "measure model and pipeline speed against a baseline", "Performance")
+
+
+# --- export -----------------------------------------------------------------------------------
+
+def add_export(sub) -> None:
+    _stub(sub, "export", "export a model to ONNX with alpha as an input", "Performance")
+
+
+# --- generate ---------------------------------------------------------------------------------
+
+def add_generate(sub) -> None:
+    _stub(sub, "generate", "generate an image grid from a Dynamic DCGAN over an alpha sweep", "Dynamic DCGAN")
+
+
+# --- models -----------------------------------------------------------------------------------
+
+def add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the models in the zoo",
+                       description="List the shipped models (nets/zoo/zoo.yaml).")
+    p.set_defaults(run=run_models)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    import nets
+
+    entries = nets.zoo_entries()
+    if not entries:
+        print("The model zoo is empty: no trained models ship with this version yet. "
+              f"Untrained nets for trying the pipeline: {', '.join(nets.UNTRAINED)}.")
+        return 0
+    rows = [("NAME", "KIND", "MODE", "ALPHA", "SIZE", "DESCRIPTION")]
+    for e in entries:
+        rows.append((e.name, e.kind, e.mode, f"{e.alpha_range[0]:g}..{e.alpha_range[1]:g}",
+                     f"{e.size_bytes / 1e6:.1f} MB", e.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+COMMANDS = (add_live, add_render, add_train, add_bench, add_export, add_models, add_generate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynastream",
+        description="Real-time Dynamic-Net style transfer: the stylization strength alpha, live on every frame.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return args.run(args) or 0
+    except DynastreamError as e:
+        print(f"dynastream: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dynastream: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,15 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def rng_image():
+    """A deterministic (1, 3, 40, 48) image batch in [0, 1]."""
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(1, 3, 40, 48, generator=g)

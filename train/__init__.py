@@ -1,0 +1,1 @@
+"""Everything only training needs: loss network, losses, data, trainers, configs."""
