@@ -24,7 +24,65 @@ def _stub(sub, name: str, help_text: str, issue: str) -> None:
 # --- live -------------------------------------------------------------------------------------
 
 def add_live(sub) -> None:
-    _stub(sub, "live", "stylize a camera, file or the demo clip in a window, alpha on keys/MIDI", "Live pipeline")
+    p = sub.add_parser(
+        "live", help="stylize a camera, file or the demo clip in a window, alpha on keys/MIDI",
+        description="Stylize a camera, a video file, images or the built-in demo clip in real time, with "
+                    "alpha played on the keyboard (h in the window lists the keys), MIDI, an LFO or a "
+                    "keyframe track. Defaults come from configs/live.yaml; flags override them.")
+    p.add_argument("--source", metavar="SRC", help="demo, a camera index (0) or device (/dev/video0), a video "
+                   "file or URL, an image or a folder of images (default: camera 0, else the demo clip)")
+    p.add_argument("--model", metavar="M[,M2...]", help="zoo name, checkpoint or untrained:* name; several "
+                   "separated by commas are cycled with the m key (default untrained:lite)")
+    p.add_argument("--config", metavar="FILE", help="live settings YAML (default: the shipped configs/live.yaml)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", help="auto (default), fp32, fp16 or bf16")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size", metavar="WxH", help="processing size, multiples of 4 (default: the source's; "
+                      "on the CPU scaled to about 320x240)")
+    size.add_argument("--scale", type=float, metavar="S", help="processing size as a scale of the source size")
+    p.add_argument("--input-size", metavar="WxH", help="size asked of a camera; size of the demo clip or images")
+    p.add_argument("--fps", type=float, help="rate asked of a camera; rate of the demo clip or images")
+    p.add_argument("--loop", action="store_true", default=None, help="restart a video file at its end")
+    p.add_argument("--headless", action="store_true", default=None, help="no window: run the pipeline only")
+    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames shown")
+    p.add_argument("--window", metavar="WxH", help="window size (default: the source's, at most 1280x720)")
+    p.add_argument("--fullscreen", action="store_true", default=None, help="start in fullscreen (f toggles)")
+    p.add_argument("--no-hud", dest="hud", action="store_false", default=None, help="hide the HUD")
+    p.add_argument("--screenshot-dir", metavar="DIR", help="where the s key saves PNGs (default .)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for inference")
+    p.add_argument("--keyframes", metavar="FILE", help="drive alpha from a t,alpha CSV track (header required)")
+    p.add_argument("--midi", nargs="?", const="", metavar="NAME",
+                   help="take alpha from the first MIDI input, or the one whose name contains NAME")
+    p.add_argument("--midi-map", metavar="FILE", help="MIDI mapping YAML (default: configs/midi.yaml)")
+    p.add_argument("--midi-list", action="store_true", help="list the MIDI inputs and exit")
+    p.add_argument("--record", metavar="OUT", help="record what is shown (needs the Batch render issue's writer)")
+    p.add_argument("--stats-json", metavar="FILE", help="write the end-of-run summary as JSON")
+    p.set_defaults(run=run_live)
+
+
+_LIVE_FLAGS = ("source", "model", "device", "precision", "size", "scale", "input_size", "fps", "loop", "headless",
+               "frames", "window", "fullscreen", "hud", "screenshot_dir", "threads", "keyframes", "midi",
+               "midi_map", "record", "stats_json")
+
+
+def run_live(args: argparse.Namespace) -> int:
+    from stream.config import load_live_config
+    from stream.live import run_live as run
+
+    if args.midi_list:
+        from stream.controls import list_midi_inputs
+
+        inputs = list_midi_inputs()
+        print("\n".join(f"{i}: {name}" for i, name in inputs) if inputs else "no MIDI input devices found")
+        return 0
+    overrides = {}
+    for key in _LIVE_FLAGS:
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = (value, "--" + key.replace("_", "-"))
+    config = load_live_config(args.config, overrides)
+    run(config)
+    return 0
 
 
 # --- render -----------------------------------------------------------------------------------
