@@ -118,6 +118,7 @@ class AlphaController:
             mid = (self.lo + self.hi) / 2
             self._target = np.array([self._clamp(old.get(s, mid)) for s in self.sites], np.float32)
             self._current = self._target.copy()
+            self._step = np.zeros_like(self._target)   # scratch for the slew step
             self._edit = ALL_SITES
             self._last_now = None
 
@@ -223,7 +224,9 @@ class AlphaController:
                     self._current[:] = self._target
                 else:
                     limit = self.config.slew * dt
-                    self._current += np.clip(self._target - self._current, -limit, limit)
+                    np.subtract(self._target, self._current, out=self._step)
+                    np.clip(self._step, -limit, limit, out=self._step)
+                    self._current += self._step
             out[:] = self._current
 
     def status(self) -> ControllerStatus:

@@ -90,7 +90,11 @@ class Window:
         self._help_surface: Optional[pygame.Surface] = None
         self._screenshot_pending = False
         self.screenshots: list[Path] = []
-        self._screen = pygame.display.set_mode(self.window_wh, pygame.RESIZABLE)
+        try:
+            self._screen = pygame.display.set_mode(self.window_wh, pygame.RESIZABLE)
+        except pygame.error as e:
+            pygame.display.quit()
+            raise DisplayError(f"could not open a window ({e}); use --headless to run without one") from None
         if fullscreen:
             self.toggle_fullscreen()
 
@@ -245,16 +249,19 @@ class Window:
 
     def _draw_help(self) -> None:
         if self._help_surface is None:
-            lines = [self._font.render("keys", True, _ACCENT)] + [
-                self._font.render(f"{keys:<12} {what}", True, _FG) for keys, what in HELP_LINES]
-            w = max(s.get_width() for s in lines) + 24
-            h = sum(s.get_height() + 3 for s in lines) + 20
+            title = self._font.render("keys", True, _ACCENT)
+            rows = [(self._font.render(keys, True, _ACCENT), self._font.render(what, True, _FG))
+                    for keys, what in HELP_LINES]
+            key_w = max(k.get_width() for k, _ in rows) + 16
+            line_h = max(k.get_height() for k, _ in rows) + 3
+            w = key_w + max(d.get_width() for _, d in rows) + 24
+            h = line_h * (len(rows) + 1) + 20
             self._help_surface = pygame.Surface((w, h), pygame.SRCALPHA)
             self._help_surface.fill((0, 0, 0, 190))
-            y = 10
-            for s in lines:
-                self._help_surface.blit(s, (12, y))
-                y += s.get_height() + 3
+            self._help_surface.blit(title, (12, 10))
+            for i, (k, d) in enumerate(rows, start=1):
+                self._help_surface.blit(k, (12, 10 + i * line_h))
+                self._help_surface.blit(d, (12 + key_w, 10 + i * line_h))
         rect = self._help_surface.get_rect(center=self._screen.get_rect().center)
         self._screen.blit(self._help_surface, rect)
 

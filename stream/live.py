@@ -34,8 +34,7 @@ from stream.sources import Source, open_source, pump
 
 CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
 SIZE_MULTIPLE = 4             # the style net downsamples twice by 2: sizes must divide by 4
-RECORD_UNAVAILABLE = ("recording needs the video writer of the Batch render issue (stream/writer.py), "
-                      "which has not landed yet")
+RECORD_UNAVAILABLE = "recording is not available yet: it needs the video writer of the Batch render issue"
 _LATENCY_CAPACITY = 1 << 16
 
 
@@ -193,11 +192,13 @@ class LivePipeline:
     def _open(self) -> None:
         c = self.config
         if c.record is not None:
-            raise LiveError(f"--record: {RECORD_UNAVAILABLE}; run without --record")
+            raise LiveError(f"--record is not available yet: it needs the video writer (stream/writer.py) of "
+                            "the Batch render issue, which has not landed; run without --record")
         self.model_names = self._model_cycle()
         self.model_index = 0
         net = nets.load(self.model_names[0])
         _check_style(net, self.model_names[0])
+        device = pick_device(c.device)
         track = load_simple_csv_track(c.keyframes, len(net.sites), net.alpha_range) if c.keyframes else None
         self.controller = AlphaController(net.sites, net.alpha_range, c.controls, track)
         if c.threads:
@@ -209,7 +210,6 @@ class LivePipeline:
         if not c.headless:
             self.window = Window(window_size((w, h), c.window), f"dynastream - {self.source.name}",
                                  c.fullscreen, c.hud, c.screenshot_dir)
-        device = pick_device(c.device)
         self.size_wh = processing_size((w, h), c.size, c.scale, device.type)
         self.engine_config = EngineConfig(device=c.device, precision=c.precision, size_wh=self.size_wh,
                                           channels_last=True, max_batch=1)
@@ -413,8 +413,8 @@ class LivePipeline:
                     return "error" if self.errors else (getattr(self.source, "end_reason", "") or "end of stream")
                 continue
             try:
-                self._update_hud(frame)
                 if window is not None:
+                    self._update_hud(frame)
                     original = self._originals.get(id(frame)) if self.want_original else None
                     window.show(frame.rgb_hwc_u8, original, hud)
                 now = time.perf_counter()
