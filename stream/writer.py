@@ -183,7 +183,7 @@ class VideoWriter:
         self._last_pts: Optional[int] = None
         self._container = None
         self._audio_in = None
-        self._audio: list = []         # (input stream, output stream, decoder-side resample) per audio stream
+        self._audio: dict = {}         # input stream index -> (output stream, re-encode?)
         self._audio_packets = None
         self._pending = None           # the next audio packet not yet muxed
         self._done = False
@@ -249,14 +249,14 @@ class VideoWriter:
         for s in streams:
             name = s.codec_context.name
             if name in supported:
-                self._audio.append((s, self._container.add_stream_from_template(s), False))
+                self._audio[s.index] = (self._container.add_stream_from_template(s), False)
             else:
                 target = "aac" if "aac" in supported else self._container.default_audio_codec
                 out = self._container.add_stream(target, rate=s.codec_context.sample_rate)
                 layout = s.codec_context.layout
                 # "2 channels" (no channel order) is refused by encoders: use the default order
                 out.layout = f"{layout.nb_channels}c" if layout.name.endswith("channels") else layout
-                self._audio.append((s, out, True))
+                self._audio[s.index] = (out, True)
         if streams:
             self._audio_packets = self._audio_in.demux(streams)
             self._pending = self._next_audio_packet()
@@ -268,7 +268,7 @@ class VideoWriter:
     @property
     def audio_mode(self) -> list[str]:
         """Per copied audio stream: 'copy' or 're-encode CODEC'."""
-        return [f"re-encode {out.codec_context.name}" if encode else "copy" for _, out, encode in self._audio]
+        return [f"re-encode {out.codec_context.name}" if encode else "copy" for out, encode in self._audio.values()]
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -288,6 +288,8 @@ class VideoWriter:
             pad[:h, w:] = rgb_hwc_u8[:, w - 1:w]
             pad[h:] = pad[h - 1:h]
             src = pad
+        # PyAV allocates the frame (and its conversion to the codec's pixel format) per call; a
+        # reused frame could still be referenced by an encoder that buffers frames.
         vf = av.VideoFrame.from_ndarray(src, format="rgb24")
         vf.pts, vf.time_base = pts, self.time_base
         for packet in self._video.encode(vf):
@@ -315,7 +317,7 @@ class VideoWriter:
             packet = self._pending
             if time_s is not None and float(packet.dts * packet.time_base) > time_s:
                 return
-            in_stream, out_stream, encode = next(a for a in self._audio if a[0] is packet.stream)
+            out_stream, encode = self._audio[packet.stream_index]
             if encode:
                 for af in packet.decode():
                     for out_packet in out_stream.encode(af):
@@ -330,7 +332,7 @@ class VideoWriter:
             self._mux_video(packet)
         if all_audio:
             self._mux_audio_until(None)
-        for _, out_stream, encode in self._audio:
+        for out_stream, encode in self._audio.values():
             if encode:
                 for packet in out_stream.encode():
                     self._container.mux(packet)
