@@ -48,20 +48,22 @@ def add_live(sub) -> None:
     p.add_argument("--window", metavar="WxH", help="window size (default: the source's, at most 1280x720)")
     p.add_argument("--fullscreen", action="store_true", default=None, help="start in fullscreen (f toggles)")
     p.add_argument("--no-hud", dest="hud", action="store_false", default=None, help="hide the HUD")
-    p.add_argument("--screenshot-dir", metavar="DIR", help="where the s key saves PNGs (default .)")
+    p.add_argument("--save-dir", metavar="DIR", help="where s saves screenshots and r recordings without "
+                   "--record (default .)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for inference")
-    p.add_argument("--keyframes", metavar="FILE", help="drive alpha from a t,alpha CSV track (header required)")
+    p.add_argument("--keyframes", metavar="FILE", help="drive alpha from a keyframe track (YAML or CSV, as for render)")
     p.add_argument("--midi", nargs="?", const="", metavar="NAME",
                    help="take alpha from the first MIDI input, or the one whose name contains NAME")
     p.add_argument("--midi-map", metavar="FILE", help="MIDI mapping YAML (default: configs/midi.yaml)")
     p.add_argument("--midi-list", action="store_true", help="list the MIDI inputs and exit")
-    p.add_argument("--record", metavar="OUT", help="record what is shown (needs the Batch render issue's writer)")
+    p.add_argument("--record", metavar="OUT", help="record what is shown from the start (r stops and restarts); "
+                   "also writes OUT's alpha track as NAME.keyframes.yaml")
     p.add_argument("--stats-json", metavar="FILE", help="write the end-of-run summary as JSON")
     p.set_defaults(run=run_live)
 
 
 _LIVE_FLAGS = ("source", "model", "device", "precision", "size", "scale", "input_size", "fps", "loop", "headless",
-               "frames", "window", "fullscreen", "hud", "screenshot_dir", "threads", "keyframes", "midi",
+               "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "midi",
                "midi_map", "record", "stats_json")
 
 

@@ -86,7 +86,7 @@ _LIVE_FIELDS: dict[str, Callable] = {
     "input_size": _opt(lambda v, label: parse_size(v, label, 1)), "fps": _opt(_positive),
     "loop": _bool, "headless": _bool, "frames": _int_at_least(0),
     "window": _opt(lambda v, label: parse_size(v, label, 1)), "fullscreen": _bool, "hud": _bool,
-    "screenshot_dir": _str, "ring_slots": _int_at_least(2), "threads": _int_at_least(0),
+    "save_dir": _str, "ring_slots": _int_at_least(2), "threads": _int_at_least(0),
     "keyframes": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
 }
 _CONTROL_FIELDS: dict[str, Callable] = {

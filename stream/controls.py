@@ -6,7 +6,6 @@ leave only the last target. The current α follows the target with a slew limit,
 knob ramps over a few frames instead of flashing.
 """
 
-import csv
 import math
 import os
 import sys
@@ -14,7 +13,6 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Iterator, Optional, Protocol, Sequence, Union
 
 import numpy as np
@@ -70,9 +68,13 @@ class ControllerConfig:
 
 
 class AlphaTrack(Protocol):
-    """A scripted α: α per site at a time on the source's clock."""
+    """A scripted α (``stream.keyframes.Track``): α per site at a time and/or frame index of the
+    source, written into ``out``."""
 
-    def alpha_at(self, time_s: float) -> np.ndarray: ...
+    sites: tuple[str, ...]
+
+    def alpha_into(self, out: np.ndarray, t: Optional[float] = None, frame: Optional[int] = None,
+                   fps: Optional[float] = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,13 @@ class AlphaController:
     """Thread-safe α state: targets written from the main thread, ``snapshot`` read per frame."""
 
     def __init__(self, sites: Sequence[str], alpha_range: tuple[float, float],
-                 config: ControllerConfig = ControllerConfig(), track: Optional[AlphaTrack] = None):
+                 config: ControllerConfig = ControllerConfig(), track: Optional[AlphaTrack] = None,
+                 track_fps: Optional[float] = None):
         self.config = config
         self._lock = threading.Lock()
         self._track = track
         self._track_on = track is not None
+        self._track_fps = track_fps   # the source's rate, for a track mixing frame and time keys
         self._lfo_on = False
         self._lfo_started = 0.0
         self._lfo_phase = 0.0
@@ -121,6 +125,8 @@ class AlphaController:
             self._step = np.zeros_like(self._target)   # scratch for the slew step
             self._edit = ALL_SITES
             self._last_now = None
+            if self._track is not None and tuple(self._track.sites) != self.sites:
+                self._track, self._track_on = None, False   # a track names the sites it drives
 
     @property
     def n_sites(self) -> int:
@@ -204,16 +210,16 @@ class AlphaController:
 
     # -- per frame (inference thread) ---------------------------------------------------------
 
-    def snapshot(self, out: np.ndarray, now_s: float, time_s: float) -> None:
+    def snapshot(self, out: np.ndarray, now_s: float, time_s: float, frame: Optional[int] = None) -> None:
         """Write the α to use for one frame into ``out`` (n_sites,). ``now_s`` is the wall clock
-        (slew, LFO), ``time_s`` the frame's time on the source clock (keyframe track)."""
+        (slew, LFO); ``time_s`` and ``frame`` place the frame on the source (keyframe track)."""
         with self._lock:
             self._now = now_s
             dt = 0.0 if self._last_now is None else max(now_s - self._last_now, 0.0)
             self._last_now = now_s
             if self._track_on:
-                a = self._track.alpha_at(time_s)
-                self._target[:] = np.clip(a, self.lo, self.hi)
+                self._track.alpha_into(self._target, t=time_s, frame=frame, fps=self._track_fps)
+                np.clip(self._target, self.lo, self.hi, out=self._target)
                 self._current[:] = self._target        # a track is already smooth: no slew
             else:
                 if self._lfo_on:
@@ -437,46 +443,3 @@ def open_midi(name: str = "") -> MidiInput:
         if name.lower() in device_name.lower():
             return MidiInput(device_id, device_name)
     raise ControlsError(f"no MIDI input named like {name!r} (found: {', '.join(n for _, n in inputs)})")
-
-
-# -- scripted α (interim) ---------------------------------------------------------------------
-
-class SimpleCsvTrack:
-    """α(t) by linear interpolation between keys, held before the first and after the last."""
-
-    def __init__(self, times_s: np.ndarray, alphas: np.ndarray, n_sites: int):
-        self.times_s, self.alphas, self.n_sites = times_s, alphas, n_sites
-
-    def alpha_at(self, time_s: float) -> np.ndarray:
-        return np.full(self.n_sites, np.interp(time_s, self.times_s, self.alphas), np.float32)
-
-
-def load_simple_csv_track(path: Union[str, Path], n_sites: int, alpha_range: tuple[float, float]) -> SimpleCsvTrack:
-    """The interim ``t,alpha`` CSV (header required, times increasing, one α for every site) until
-    the keyframe format of the Render issue (stream/keyframes.py) replaces it."""
-    path = Path(path)
-    if not path.is_file():
-        raise ControlsError(f"keyframe file {path} does not exist")
-    times, alphas = [], []
-    with path.open(newline="") as f:
-        rows = csv.reader(f)
-        header = [c.strip() for c in next(rows, [])]
-        if header != ["t", "alpha"]:
-            raise ControlsError(f"{path} line 1: the header must be 't,alpha', not {','.join(header)!r}")
-        for line, row in enumerate(rows, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            try:
-                t, a = (float(c) for c in row)
-            except ValueError:
-                raise ControlsError(f"{path} line {line}: expected two numbers t,alpha, got {','.join(row)!r}") from None
-            if times and t <= times[-1]:
-                raise ControlsError(f"{path} line {line}: time {t:g} does not come after {times[-1]:g}")
-            if not (alpha_range[0] <= a <= alpha_range[1]):
-                raise ControlsError(f"{path} line {line}: alpha {a:g} is outside the model's range "
-                                    f"{alpha_range[0]:g}..{alpha_range[1]:g}")
-            times.append(t)
-            alphas.append(a)
-    if not times:
-        raise ControlsError(f"{path} holds no keyframes")
-    return SimpleCsvTrack(np.array(times, np.float64), np.array(alphas, np.float64), n_sites)

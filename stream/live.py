@@ -3,10 +3,12 @@
 ```
  source thread (pump)     inference thread                          main thread (pygame)
  camera/file/demo --ring(latest)--> α snapshot, engine.run --ring(latest)--> window + HUD, keys, MIDI
+                                                                        --ring(block)--> writer thread
 ```
 
-Both rings use the ``latest`` policy: a slow stage drops the oldest frame (counted), so latency
-stays bounded. The controller is read once per frame by the inference thread and the α it returned
+The two live rings use the ``latest`` policy: a slow stage drops the oldest frame (counted), so
+latency stays bounded. The recording ring blocks instead: every frame shown while recording is on
+is written. The controller is read once per frame by the inference thread and the α it returned
 travels with the frame (``Frame.alpha``). pygame must stay on the main thread.
 """
 
@@ -26,15 +28,17 @@ import torch
 import nets
 from nets.errors import DynastreamError
 from stream.controls import (Action, AlphaController, Command, ControllerConfig, ControlsError, MidiInput,
-                             MidiMap, handle_event, load_simple_csv_track, open_midi)
+                             MidiMap, handle_event, open_midi)
 from stream.display import HudInfo, Window
 from stream.engine import Engine, EngineConfig, pick_device
+from stream.keyframes import load_track
 from stream.ring import Frame, FrameRing
 from stream.sources import Source, open_source, pump
+from stream.writer import Recorder, check_output
 
 CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
 SIZE_MULTIPLE = 4             # the style net downsamples twice by 2: sizes must divide by 4
-RECORD_UNAVAILABLE = "recording is not available yet: it needs the video writer of the Batch render issue"
+RECORD_SLOTS = 8             # frames the recording ring absorbs before the display waits for the writer
 _LATENCY_CAPACITY = 1 << 16
 
 
@@ -58,15 +62,15 @@ class LiveConfig:
     window: Optional[tuple[int, int]] = None      # window WxH; None = the source's size, at most 1280x720
     fullscreen: bool = False
     hud: bool = True
-    screenshot_dir: str = "."
+    save_dir: str = "."                           # screenshots, and recordings started without --record
     ring_slots: int = 3
     threads: int = 0                              # torch CPU threads; 0 = torch's default
     controls: ControllerConfig = ControllerConfig()
-    keyframes: Optional[str] = None               # interim `t,alpha` CSV track
+    keyframes: Optional[str] = None               # an α track (YAML or CSV, stream.keyframes)
     midi: bool = False
     midi_device: str = ""                         # part of the device name; "" = the first input
     midi_map: MidiMap = MidiMap()
-    record: Optional[str] = None
+    record: Optional[str] = None                  # record from the start into this file (r toggles)
     stats_json: Optional[str] = None
 
 
@@ -81,6 +85,8 @@ class LiveStats:
     shown: int = 0                  # frames displayed (headless: handed to the main thread)
     dropped: int = 0                # frames overwritten unread in either ring
     skipped_while_paused: int = 0
+    recorded: int = 0               # frames written to recordings
+    recordings: list = field(default_factory=list)   # files written: video, keyframes, ...
     elapsed_s: float = 0.0
     fps: float = 0.0                # shown frames per second, first to last shown frame
     latency_ms_p50: float = math.nan   # capture -> shown (after the window flip)
@@ -93,7 +99,8 @@ class LiveStats:
                 f"{self.dropped} dropped in {self.elapsed_s:.1f} s; {self.fps:.1f} fps; latency "
                 f"p50 {self.latency_ms_p50:.0f} ms, p95 {self.latency_ms_p95:.0f} ms; inference p50 "
                 f"{self.infer_ms_p50:.0f} ms ({self.model} on {self.device} at {self.size}); "
-                f"ended by {self.ended_by}")
+                + (f"{self.recorded} frames recorded; " if self.recorded else "")
+                + f"ended by {self.ended_by}")
 
     def write_json(self, path: str) -> None:
         target = Path(path)
@@ -156,9 +163,63 @@ def _notice(message: str) -> None:
     print(f"dynastream: {message}", file=sys.stderr)
 
 
+class _Take:
+    """One recording: the frames shown while it is on go through a blocking ring (nothing lost) to
+    a writer thread that encodes them with ``stream.writer.Recorder`` (the video and, next to it,
+    the α track as performed). ``stop`` lets the writer finish the files in the background."""
+
+    def __init__(self, target: Path, size_wh: tuple[int, int], sites: tuple[str, ...], fps: float):
+        w, h = size_wh
+        self.target = target
+        self.n_sites = len(sites)
+        self.recorder = Recorder(target, w, h, sites, fps=fps)
+        self.ring = FrameRing(RECORD_SLOTS, (h, w, 3), "block", n_alpha=self.n_sites)
+        self.frames = 0
+        self.result: Optional[tuple[Path, Optional[Path]]] = None
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._write_loop, name="recorder", daemon=True)
+        self.thread.start()
+
+    def _write_loop(self) -> None:
+        try:
+            while (frame := self.ring.acquire_read()) is not None:
+                try:
+                    self.recorder.write(frame)
+                finally:
+                    self.ring.release(frame)
+            self.result = self.recorder.close()
+        except BaseException as e:
+            self.error = e
+            self.recorder.abort()
+            self.ring.close()   # the main thread stops pushing
+
+    def push(self, frame: Frame) -> bool:
+        """Queue a copy of a shown frame; waits while the ring is full. False once the writer failed."""
+        slot = self.ring.acquire_write()
+        if slot is None:
+            return False
+        np.copyto(slot.rgb_hwc_u8, frame.rgb_hwc_u8)
+        slot.copy_meta_from(frame)
+        slot.alpha[:] = frame.alpha
+        self.ring.commit(slot)
+        self.frames += 1
+        return True
+
+    def stop(self) -> None:
+        self.ring.close()
+
+    def outcome(self) -> str:
+        if self.error is not None:
+            return f"recording {self.target} failed and was not kept: {self.error}"
+        video, keyframes = self.result
+        if keyframes is None:
+            return f"recording {video}: no frames, nothing written"
+        return f"recorded {video} ({self.frames} frames) and its alpha track {keyframes}"
+
+
 class LivePipeline:
     """One live session. ``on_shown(frame)`` runs on the main thread for each frame after it is
-    shown (tests; the recorder of the Render issue hooks in here)."""
+    shown."""
 
     def __init__(self, config: LiveConfig, on_shown: Optional[Callable[[Frame], None]] = None,
                  notice: Callable[[str], None] = _notice, report: Callable[[str], None] = print,
@@ -181,6 +242,9 @@ class LivePipeline:
         self.processed = 0
         self.skipped_while_paused = 0
         self._first_shown = self._last_shown = 0.0
+        self._take: Optional[_Take] = None
+        self._finishing: list[_Take] = []
+        self._takes = 0
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -191,25 +255,24 @@ class LivePipeline:
 
     def _open(self) -> None:
         c = self.config
-        if c.record is not None:
-            raise LiveError(f"--record is not available yet: it needs the video writer (stream/writer.py) of "
-                            "the Batch render issue, which has not landed; run without --record")
+        if c.record is not None:   # refused before any work: a missing or unwritable folder, the input itself
+            check_output(c.record, [c.source] if c.source and Path(c.source).is_file() else [])
         self.model_names = self._model_cycle()
         self.model_index = 0
         net = nets.load(self.model_names[0])
         _check_style(net, self.model_names[0])
         device = pick_device(c.device)
-        track = load_simple_csv_track(c.keyframes, len(net.sites), net.alpha_range) if c.keyframes else None
-        self.controller = AlphaController(net.sites, net.alpha_range, c.controls, track)
+        track = load_track(c.keyframes, net.sites, net.alpha_range) if c.keyframes else None
         if c.threads:
             torch.set_num_threads(c.threads)
         if self.source is None:
             self.source = open_source(c.source, size_wh=c.input_size, fps=c.fps, loop=c.loop, notice=self.notice)
         h, w = self.source.shape_hwc[:2]
+        self.controller = AlphaController(net.sites, net.alpha_range, c.controls, track, self.source.fps)
         self.window: Optional[Window] = None
         if not c.headless:
             self.window = Window(window_size((w, h), c.window), f"dynastream - {self.source.name}",
-                                 c.fullscreen, c.hud, c.screenshot_dir)
+                                 c.fullscreen, c.hud, c.save_dir)
         self.size_wh = processing_size((w, h), c.size, c.scale, device.type)
         self.engine_config = EngineConfig(device=c.device, precision=c.precision, size_wh=self.size_wh,
                                           channels_last=True, max_batch=1)
@@ -234,6 +297,8 @@ class LivePipeline:
         note = " (untrained: random weights, the picture is a placeholder until trained models ship)" if untrained else ""
         self.report(f"live: {self.source.name} {w}x{h} -> {name}{note} on {self.engine.device} at "
                     f"{self.size_wh[0]}x{self.size_wh[1]}" + ("" if c.headless else "; h shows the keys, q quits"))
+        if c.record is not None:
+            self._start_take()
 
     def _warm_up(self, engine: Engine) -> None:
         """First calls allocate and pick kernels; keep that out of the first frames' latency."""
@@ -295,7 +360,7 @@ class LivePipeline:
                     break
                 if out.alpha.shape[0] != alpha_bs.shape[1]:   # only after a model with another site count
                     out.alpha = np.zeros(alpha_bs.shape[1], np.float32)
-                controller.snapshot(out.alpha, start, src.time_s)
+                controller.snapshot(out.alpha, start, src.time_s, src.index)
                 alpha_bs[0] = out.alpha
                 batch[0] = src.rgb_hwc_u8
                 y = self.engine.run(batch, alpha_bs)
@@ -355,6 +420,66 @@ class LivePipeline:
         else:
             self.notice(text)
 
+    # -- recording (main thread) --------------------------------------------------------------
+
+    def _next_take_path(self) -> Path:
+        self._takes += 1
+        c = self.config
+        if c.record is not None:
+            base = Path(c.record)
+            if self._takes == 1:
+                return base
+        else:
+            base = Path(c.save_dir) / f"dynastream-{time.strftime('%Y%m%d-%H%M%S')}.mp4"
+            if not base.exists():
+                return base
+        n = 2
+        while (path := base.with_name(f"{base.stem}-{n}{base.suffix}")).exists():
+            n += 1
+        return path
+
+    def _start_take(self) -> None:
+        target = self._next_take_path()
+        try:
+            self._take = _Take(target, self.size_wh, self.controller.sites, self.source.fps)
+        except DynastreamError as e:
+            if self._takes == 1 and self.config.record is not None:
+                raise
+            self._message(f"cannot record: {e}")
+            return
+        self.hud.recording = True
+        self._message(f"recording {target}")
+
+    def _stop_take(self, quiet: bool = False) -> None:
+        take, self._take = self._take, None
+        take.stop()
+        self._finishing.append(take)
+        self.stats.recorded += take.frames
+        self.hud.recording = False
+        if not quiet:
+            self._message(f"saving {take.target} ...")
+
+    def _record(self, frame: Frame) -> None:
+        take = self._take
+        if frame.alpha.shape[0] != take.n_sites:
+            self._stop_take()   # a model with other tuning sites: this take's α track cannot hold it
+        elif not take.push(frame):
+            self._stop_take()
+
+    def _report_takes(self, wait: bool = False) -> None:
+        for take in list(self._finishing):
+            if wait:
+                take.thread.join()
+            if not take.thread.is_alive():
+                self._finishing.remove(take)
+                outcome = take.outcome()
+                if take.result is not None and take.result[1] is not None:
+                    self.stats.recordings += [str(p) for p in take.result]
+                if wait or self.window is None:
+                    (self.notice if take.error is not None else self.report)(outcome)
+                else:
+                    self._message(outcome)
+
     # -- main thread --------------------------------------------------------------------------
 
     def _command(self, command: Command) -> Optional[str]:
@@ -370,7 +495,10 @@ class LivePipeline:
         elif a == Action.PAUSE:
             self.paused = not self.paused
         elif a == Action.RECORD:
-            self._message(RECORD_UNAVAILABLE)
+            if self._take is None:
+                self._start_take()
+            else:
+                self._stop_take()
         elif w is None:
             pass
         elif a == Action.VIEW:
@@ -407,6 +535,8 @@ class LivePipeline:
             if self._loader_message:
                 self._message(self._loader_message)
                 self._loader_message = ""
+            if self._finishing:
+                self._report_takes()
             frame = out_ring.acquire_read(timeout=timeout)
             if frame is None:
                 if out_ring.drained:
@@ -426,6 +556,8 @@ class LivePipeline:
                     hud.fps = fps if hud.fps == 0 else 0.9 * hud.fps + 0.1 * fps
                 self._last_shown = now
                 self.stats.shown += 1
+                if self._take is not None and not self.paused:
+                    self._record(frame)
                 if self.on_shown is not None:
                     self.on_shown(frame)
             finally:
@@ -457,6 +589,9 @@ class LivePipeline:
             for t in threads:
                 t.join(timeout=5.0)
             self._close_partial(source_done=not threads[0].is_alive())
+            if self._take is not None:
+                self._stop_take(quiet=True)
+            self._report_takes(wait=True)
             self._finish_stats(started, ended_by)
             self.report(self.stats.summary())
             if self.config.stats_json:

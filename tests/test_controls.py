@@ -6,7 +6,8 @@ import nets
 from nets.errors import DynastreamError
 from stream.config import DEFAULT_MIDI, load_midi_map
 from stream.controls import (ALL_SITES, Action, AlphaController, Command, ControllerConfig, MidiMap, handle_event,
-                             list_midi_inputs, load_simple_csv_track, open_midi)
+                             list_midi_inputs, open_midi)
+from stream.keyframes import load_track
 
 SITES = ("res3_in", "up1_in", "out_in")
 
@@ -93,34 +94,31 @@ def test_lfo_sweeps_the_range_from_the_current_alpha_and_manual_input_stops_it()
     assert snap(ctrl, 9.0)[0] == pytest.approx(held, abs=0.06)
 
 
-def test_keyframe_csv_track_drives_alpha_without_slew(tmp_path):
+def test_keyframe_track_drives_alpha_without_slew(tmp_path):
     csv_path = tmp_path / "k.csv"
     csv_path.write_text("t,alpha\n0,0\n1,1\n2,0.5\n")
-    track = load_simple_csv_track(csv_path, 3, (0.0, 1.0))
-    np.testing.assert_allclose(track.alpha_at(0.25), [0.25] * 3)
-    np.testing.assert_allclose(track.alpha_at(1.5), [0.75] * 3)
-    np.testing.assert_allclose(track.alpha_at(-1), [0.0] * 3)
-    np.testing.assert_allclose(track.alpha_at(9), [0.5] * 3)
-    ctrl = AlphaController(SITES, (0.0, 1.0), ControllerConfig(slew=0.1), track)
+    track = load_track(csv_path, SITES, (0.0, 1.0))
+    ctrl = AlphaController(SITES, (0.0, 1.0), ControllerConfig(slew=0.1), track, track_fps=25)
     assert ctrl.status().track
     np.testing.assert_allclose(snap(ctrl, 0.0, time_s=0.9), [0.9] * 3, rtol=1e-6)
-    np.testing.assert_allclose(snap(ctrl, 0.01, time_s=0.1), [0.1] * 3, rtol=1e-6)
+    np.testing.assert_allclose(snap(ctrl, 0.01, time_s=1.5), [0.75] * 3, rtol=1e-6)
     ctrl.set_alpha(1.0)          # a person takes over
     assert not ctrl.status().track
+    assert ctrl.toggle_track()   # and can hand back
 
 
-@pytest.mark.parametrize("text, message", [
-    ("time,a\n0,0\n", "line 1: the header must be 't,alpha'"),
-    ("t,alpha\n0,0\n0,1\n", "line 3: time 0 does not come after 0"),
-    ("t,alpha\n0,x\n", "line 2: expected two numbers"),
-    ("t,alpha\n0,3\n", "line 2: alpha 3 is outside the model's range 0..1"),
-    ("t,alpha\n", "holds no keyframes"),
-])
-def test_keyframe_csv_errors_name_the_line(tmp_path, text, message):
-    path = tmp_path / "bad.csv"
-    path.write_text(text)
-    with pytest.raises(DynastreamError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        load_simple_csv_track(path, 3, (0.0, 1.0))
+def test_frame_keyed_per_site_track_uses_the_source_frame_index(tmp_path):
+    path = tmp_path / "k.yaml"
+    path.write_text("interpolation: step\nkeys:\n  - {frame: 0, alpha: 0}\n"
+                    "  - {frame: 10, alpha: {res3_in: 0.2, up1_in: 1.0, out_in: 0.5}}\n")
+    ctrl = AlphaController(SITES, (0.0, 1.0), ControllerConfig(), load_track(path, SITES, (0.0, 1.0)), 25)
+    out = np.zeros(3, np.float32)
+    ctrl.snapshot(out, 0.0, time_s=99.0, frame=9)
+    assert np.all(out == 0)
+    ctrl.snapshot(out, 0.01, time_s=0.0, frame=10)
+    np.testing.assert_allclose(out, [0.2, 1.0, 0.5])
+    ctrl.set_model(("res3_in",), (0.0, 1.0))      # the track names sites this model lacks: dropped
+    assert not ctrl.status().track
 
 
 def test_midi_cc_and_notes_map_to_alpha_presets_and_models():

@@ -78,7 +78,7 @@ def test_ctrl_c_ends_cleanly_with_the_summary(tmp_path):
     (["--source", "missing.mp4"], ["missing.mp4 does not exist"]),
     (["--source", "demo", "--model", "no-such-model"], ["no model named 'no-such-model'"]),
     (["--source", "demo", "--size", "320x241"], ["bad --size '320x241'", "multiples of 4"]),
-    (["--source", "demo", "--record", "out.mp4"], ["--record", "Batch render"]),
+    (["--source", "demo", "--record", "no/such/folder/out.mp4"], ["output folder no/such/folder does not exist"]),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needles):
     if any(a.startswith("/dev/video") and Path(a).exists() for a in args) or ("7" in args and Path("/dev/video7").exists()):
