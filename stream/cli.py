@@ -37,7 +37,7 @@ def add_live(sub) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", help="auto (default), fp32, fp16 or bf16")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--size", metavar="WxH", help="processing size, multiples of 4 (default: the source's; "
+    size.add_argument("--size", metavar="WxH", help="processing size (default: the source's; "
                       "on the CPU scaled to about 320x240)")
     size.add_argument("--scale", type=float, metavar="S", help="processing size as a scale of the source size")
     p.add_argument("--input-size", metavar="WxH", help="size asked of a camera; size of the demo clip or images")

@@ -13,7 +13,7 @@ import yaml
 import configs
 from nets.errors import DynastreamError
 from stream.controls import ControllerConfig, ControlsError, MidiMap
-from stream.live import SIZE_MULTIPLE, LiveConfig
+from stream.live import LiveConfig
 
 DEFAULT_LIVE = configs.path("live.yaml")
 DEFAULT_MIDI = configs.path("midi.yaml")
@@ -23,18 +23,12 @@ class ConfigError(DynastreamError):
     pass
 
 
-def parse_size(value: Any, label: str, multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
-    """'320x240' -> (320, 240); both positive multiples of ``multiple``."""
-    text = str(value).strip().lower()
-    parts = text.split("x")
-    hint = f"use WxH with positive multiples of {multiple}, such as 320x240" if multiple > 1 \
-        else "use WxH such as 640x480"
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ConfigError(f"bad {label} {value!r}: {hint}")
-    w, h = int(parts[0]), int(parts[1])
-    if w <= 0 or h <= 0 or w % multiple or h % multiple:
-        raise ConfigError(f"bad {label} {value!r}: {hint}")
-    return w, h
+def parse_size(value: Any, label: str) -> tuple[int, int]:
+    """'320x240' -> (320, 240), both positive."""
+    parts = str(value).strip().lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"bad {label} {value!r}: use WIDTHxHEIGHT with positive numbers, such as 320x240")
+    return int(parts[0]), int(parts[1])
 
 
 def _opt(convert: Callable) -> Callable:
@@ -83,9 +77,9 @@ def _models(v, label):
 _LIVE_FIELDS: dict[str, Callable] = {
     "source": _opt(_str), "model": _models, "device": _str, "precision": _str,
     "size": _opt(parse_size), "scale": _opt(_positive),
-    "input_size": _opt(lambda v, label: parse_size(v, label, 1)), "fps": _opt(_positive),
+    "input_size": _opt(parse_size), "fps": _opt(_positive),
     "loop": _bool, "headless": _bool, "frames": _int_at_least(0),
-    "window": _opt(lambda v, label: parse_size(v, label, 1)), "fullscreen": _bool, "hud": _bool,
+    "window": _opt(parse_size), "fullscreen": _bool, "hud": _bool,
     "save_dir": _str, "ring_slots": _int_at_least(2), "threads": _int_at_least(0),
     "keyframes": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
 }

@@ -37,7 +37,7 @@ from stream.sources import Source, open_source, pump
 from stream.writer import Recorder, check_output
 
 CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
-SIZE_MULTIPLE = 4             # the style net downsamples twice by 2: sizes must divide by 4
+SIZE_MULTIPLE = 4             # automatic sizes divide by 4: the net's two stride-2 levels need no crop
 RECORD_SLOTS = 8             # frames the recording ring absorbs before the display waits for the writer
 _LATENCY_CAPACITY = 1 << 16
 

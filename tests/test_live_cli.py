@@ -77,7 +77,7 @@ def test_ctrl_c_ends_cleanly_with_the_summary(tmp_path):
     (["--source", "/dev/video42"], ["/dev/video42", "--source demo"]),
     (["--source", "missing.mp4"], ["missing.mp4 does not exist"]),
     (["--source", "demo", "--model", "no-such-model"], ["no model named 'no-such-model'"]),
-    (["--source", "demo", "--size", "320x241"], ["bad --size '320x241'", "multiples of 4"]),
+    (["--source", "demo", "--size", "320x0"], ["bad --size '320x0'", "positive numbers"]),
     (["--source", "demo", "--record", "no/such/folder/out.mp4"], ["output folder no/such/folder does not exist"]),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needles):

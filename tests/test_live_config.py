@@ -33,7 +33,7 @@ def test_flags_override_the_file(tmp_path):
     ("frams: 3\n", "live.yaml: unknown key 'frams'"),
     ("controls: {slew: 1, swing: 2}\n", "controls: unknown key 'swing'"),
     ("midi: {port: 1}\n", "midi: unknown key 'port'"),
-    ("size: 100x75\n", "bad live.yaml: size '100x75'"),
+    ("size: 100x-75\n", "bad live.yaml: size '100x-75'"),
     ("frames: -1\n", "frames must be a whole number >= 0"),
     ("headless: yes please\n", "headless must be true or false"),
     ("controls: {presets: [1, 2]}\n", "presets must be a list of 10"),
@@ -50,13 +50,14 @@ def test_bad_config_files_name_the_key(tmp_path, text, message):
 
 def test_sizes():
     assert parse_size("320x240", "--size") == (320, 240)
-    for bad in ("320", "x240", "0x240", "321x240", "-4x8"):
+    assert parse_size(" 321X241 ", "--size") == (321, 241)
+    for bad in ("320", "x240", "0x240", "-4x8", "3.5x2"):
         with pytest.raises(DynastreamError, match="bad --size"):
             parse_size(bad, "--size")
     assert processing_size((640, 480), None, None, "cpu") == (320, 240)    # CPU: about 320x240 pixels
     assert processing_size((1280, 720), None, None, "cpu") == (368, 208)
     assert processing_size((640, 480), None, None, "cuda") == (640, 480)
-    assert processing_size((66, 50), None, None, "cpu") == (64, 48)       # multiples of 4 for the net
+    assert processing_size((66, 50), None, None, "cpu") == (64, 48)       # automatic sizes: multiples of 4
     assert processing_size((640, 480), None, 0.25, "cuda") == (160, 120)
     assert processing_size((640, 480), (96, 64), None, "cpu") == (96, 64)
 
