@@ -36,7 +36,24 @@ def add_render(sub) -> None:
 # --- train ------------------------------------------------------------------------------------
 
 def add_train(sub) -> None:
-    _stub(sub, "train", "train a Dynamic-Net style model from a YAML config", "Training module")
+    p = sub.add_parser(
+        "train", help="train a Dynamic-Net style model from a YAML config",
+        description="Train a Dynamic-Net: the main net on objective O0, then tuning blocks on O1 "
+                    "(docs/training.md). Also runs under `torchrun --nproc_per_node N -m train`.")
+    p.add_argument("--config", "-c", metavar="YAML",
+                   help="training config: a path, or a shipped name (smoke, strength, style-a-to-b, dual)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set schedule.main.steps=2000 (repeatable)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the config's out, else runs/NAME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output folder from its last checkpoint")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from train.command import run
+
+    return run(args.config, args.sets, args.out, args.resume)
 
 
 # --- bench ------------------------------------------------------------------------------------
