@@ -1,0 +1,60 @@
+"""Test media written with PyAV: small clips with known content, optional audio and VFR timing."""
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Optional, Sequence
+
+import av
+import numpy as np
+
+
+def pattern_frame(index: int, height: int, width: int) -> np.ndarray:
+    """A smooth moving colour pattern (survives H.264 well) that differs from frame to frame."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = 127 + 100 * np.sin((xx + 3 * index) / 9.0)
+    g = 127 + 100 * np.cos((yy - 2 * index) / 7.0)
+    b = 127 + 100 * np.sin((xx + yy + 5 * index) / 13.0)
+    return np.stack([r, g, b], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def make_video(path: Path, n_frames: int = 12, width: int = 64, height: int = 48, fps: int = 24,
+               codec: str = "libx264", audio: bool = False, pts_ms: Optional[Sequence[int]] = None,
+               sample_rate: int = 48000) -> list[np.ndarray]:
+    """Write a clip and return the RGB frames that went in. ``pts_ms`` gives explicit
+    (variable-frame-rate) timestamps in milliseconds; otherwise frames are 1/fps apart."""
+    frames = [pattern_frame(i, height, width) for i in range(n_frames)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p" if codec in ("libx264", "mpeg4") else ("rgb24" if codec == "png" else "yuv444p")
+        if pts_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        a_stream = None
+        if audio:
+            a_stream = out.add_stream("aac", rate=sample_rate)
+            a_stream.layout = "stereo"
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if pts_ms is not None:
+                vf.pts, vf.time_base = int(pts_ms[i]), Fraction(1, 1000)
+            else:
+                vf.pts, vf.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(vf):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if a_stream is not None:
+            duration_s = (pts_ms[-1] / 1000 + 1 / fps) if pts_ms is not None else n_frames / fps
+            n_samples = int(duration_s * sample_rate)
+            t = np.arange(n_samples) / sample_rate
+            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            chunk = 1024
+            for start in range(0, n_samples, chunk):
+                block = tone[start:start + chunk]
+                af = av.AudioFrame.from_ndarray(np.stack([block, block]), format="fltp", layout="stereo")
+                af.sample_rate, af.pts, af.time_base = sample_rate, start, Fraction(1, sample_rate)
+                for packet in a_stream.encode(af):
+                    out.mux(packet)
+            for packet in a_stream.encode():
+                out.mux(packet)
+    return frames
