@@ -3,6 +3,7 @@ calls, YAML); heavy modules are imported inside each command so `--help` stays f
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from nets.errors import DynastreamError
@@ -74,6 +75,45 @@ def add_generate(sub) -> None:
     _stub(sub, "generate", "generate an image grid from a Dynamic DCGAN over an alpha sweep", "Dynamic DCGAN")
 
 
+# --- eval -------------------------------------------------------------------------------------
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="content and style losses of a style model over an alpha sweep",
+                       description="Measure a style model on held-out images: content loss and the style loss "
+                                   "against each objective's style image, at each alpha.")
+    p.add_argument("model", help="zoo name or checkpoint path")
+    p.add_argument("--images", type=Path, default=Path("data/demo/heldout"),
+                   help="folder of held-out images (default: data/demo/heldout from fetch-demo)")
+    p.add_argument("--styles", type=Path, help="folder holding the style images, if not at their recorded paths")
+    p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="comma-separated alpha values")
+    p.add_argument("--loss-net", help="loss network source (default: the one the model was trained with)")
+    p.add_argument("--size", type=int, default=256, help="shorter side of the images, in pixels")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import nets
+    from train.evaluate import evaluate
+
+    try:
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+    except ValueError:
+        raise DynastreamError(f"--alphas must be comma-separated numbers, not {args.alphas!r}") from None
+    result = evaluate(nets.load(args.model), args.images, alphas=alphas, styles_dir=args.styles,
+                      loss_net=args.loss_net, size=args.size)
+    print(result.table())
+    if "higher" in result.style:
+        mono = result.monotonic()
+        print(f"O1 style loss falls monotonically: {'yes' if mono['style_falls'] else 'no'}; "
+              f"content loss rises monotonically: {'yes' if mono['content_rises'] else 'no'}")
+    if args.json:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
 # --- models -----------------------------------------------------------------------------------
 
 def add_models(sub) -> None:
@@ -102,7 +142,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------
 
-COMMANDS = (add_live, add_render, add_train, add_bench, add_export, add_models, add_generate)
+COMMANDS = (add_live, add_render, add_train, add_bench, add_export, add_models, add_generate, add_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -482,8 +482,11 @@ def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler
 
 def _objective(ph: Phase, lossnet, styles: dict, cfg: StyleTrainConfig, state: _Progress) -> Objective:
     objective = Objective(ph.objective, lossnet.net, styles[ph.name], cfg.objectives.normalize)
-    if cfg.objectives.normalize and ph.name in state.initial_terms:
-        objective.calibrate(state.initial_terms[ph.name])
+    # Tuning-block phases reuse the main phase's first-step values, so that O0's and O1's weights
+    # sit on one scale ("style 2 for main, 12 for the blocks" means six times the style).
+    reference = ph.name if ph.name in state.initial_terms else "main"
+    if cfg.objectives.normalize and reference in state.initial_terms:
+        objective.calibrate(state.initial_terms[reference])
     return objective
 
 
