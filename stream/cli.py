@@ -89,6 +89,7 @@ def add_eval(sub) -> None:
     p.add_argument("--loss-net", help="loss network source (default: the one the model was trained with)")
     p.add_argument("--size", type=int, default=256, help="shorter side of the images, in pixels")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--sheet", type=Path, help="also write an alpha-sweep preview sheet (PNG) of the first 3 images")
     p.set_defaults(run=run_eval)
 
 
@@ -96,13 +97,14 @@ def run_eval(args: argparse.Namespace) -> int:
     import json
 
     import nets
-    from train.evaluate import evaluate
+    from train.evaluate import evaluate, sweep_sheet
 
     try:
         alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
     except ValueError:
         raise DynastreamError(f"--alphas must be comma-separated numbers, not {args.alphas!r}") from None
-    result = evaluate(nets.load(args.model), args.images, alphas=alphas, styles_dir=args.styles,
+    net = nets.load(args.model)
+    result = evaluate(net, args.images, alphas=alphas, styles_dir=args.styles,
                       loss_net=args.loss_net, size=args.size)
     print(result.table())
     if "higher" in result.style:
@@ -111,6 +113,8 @@ def run_eval(args: argparse.Namespace) -> int:
               f"content loss rises monotonically: {'yes' if mono['content_rises'] else 'no'}")
     if args.json:
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if args.sheet:
+        print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
     return 0
 
 

@@ -24,7 +24,8 @@ def test_eval_sweeps_alpha_and_writes_json(tmp_path):
         generated_content(i, 40).save(images / f"{i}.png")
     out = tmp_path / "eval.json"
     proc = subprocess.run([sys.executable, "-m", "stream", "eval", str(path), "--images", str(images),
-                           "--alphas", "0,0.5,1", "--size", "32", "--json", str(out)],
+                           "--alphas", "0,0.5,1", "--size", "32", "--json", str(out),
+                           "--sheet", str(tmp_path / "sheet.png")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "style vs main" in proc.stdout and "style vs higher" in proc.stdout
@@ -33,6 +34,7 @@ def test_eval_sweeps_alpha_and_writes_json(tmp_path):
     assert set(result["style"]) == {"main", "higher"} and all(len(v) == 3 for v in result["style"].values())
     assert result["content"][0] > 0 and result["content"][0] != result["content"][2]
     assert set(result["monotonic"]) == {"content_rises", "style_falls"}
+    assert Image.open(tmp_path / "sheet.png").size[0] > 6 * 32
 
 
 def test_eval_without_style_objectives_is_one_sentence(tmp_path):

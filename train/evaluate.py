@@ -101,3 +101,17 @@ def evaluate(net: DynamicNet, images_dir: Path, *, alphas: Sequence[float] = DEF
                     style[name][i] += style_loss(feats, target_grams[name], layer_weights).item() / len(paths)
     return EvalResult(model=str(net.meta.get("name", "?")), loss_net=source, images=[p.name for p in paths],
                       alphas=[float(a) for a in alphas], content=content, style=style, style_images=style_images)
+
+
+def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, size: int = 256) -> Path:
+    """A preview sheet: one row per held-out image (centre square crop), the input then the net at
+    α = 0, .25, .5, .75, 1 (dual nets: -1 .. 1), as the trainer's previews."""
+    from train.data import center_box
+    from train.style import preview
+
+    paths = find_images(Path(images_dir))[:count]
+    tiles = []
+    for p in paths:
+        img = open_rgb(p)
+        tiles.append(to_tensor(img.crop(center_box(img.width, img.height)).resize((size, size)))[None])
+    return preview(net.eval(), torch.cat(tiles), Path(path))
