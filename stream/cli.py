@@ -3,6 +3,7 @@ calls, YAML); heavy modules are imported inside each command so `--help` stays f
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from nets.errors import DynastreamError
@@ -165,7 +166,24 @@ def run_render(args: argparse.Namespace) -> int:
 # --- train ------------------------------------------------------------------------------------
 
 def add_train(sub) -> None:
-    _stub(sub, "train", "train a Dynamic-Net style model from a YAML config", "Training module")
+    p = sub.add_parser(
+        "train", help="train a Dynamic-Net style model from a YAML config",
+        description="Train a Dynamic-Net: the main net on objective O0, then tuning blocks on O1 "
+                    "(docs/training.md). Also runs under `torchrun --nproc_per_node N -m train`.")
+    p.add_argument("--config", "-c", metavar="YAML",
+                   help="training config: a path, or a shipped name (smoke, strength, style-a-to-b, dual)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set schedule.main.steps=2000 (repeatable)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the config's out, else runs/NAME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output folder from its last checkpoint")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from train.command import run
+
+    return run(args.config, args.sets, args.out, args.resume)
 
 
 # --- bench ------------------------------------------------------------------------------------
@@ -184,6 +202,49 @@ def add_export(sub) -> None:
 
 def add_generate(sub) -> None:
     _stub(sub, "generate", "generate an image grid from a Dynamic DCGAN over an alpha sweep", "Dynamic DCGAN")
+
+
+# --- eval -------------------------------------------------------------------------------------
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="content and style losses of a style model over an alpha sweep",
+                       description="Measure a style model on held-out images: content loss and the style loss "
+                                   "against each objective's style image, at each alpha.")
+    p.add_argument("model", help="zoo name or checkpoint path")
+    p.add_argument("--images", type=Path, default=Path("data/demo/heldout"),
+                   help="folder of held-out images (default: data/demo/heldout from fetch-demo)")
+    p.add_argument("--styles", type=Path, help="folder holding the style images, if not at their recorded paths")
+    p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="comma-separated alpha values")
+    p.add_argument("--loss-net", help="loss network source (default: the one the model was trained with)")
+    p.add_argument("--size", type=int, default=256, help="shorter side of the images, in pixels")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--sheet", type=Path, help="also write an alpha-sweep preview sheet (PNG) of the first 3 images")
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import nets
+    from train.evaluate import evaluate, sweep_sheet
+
+    try:
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+    except ValueError:
+        raise DynastreamError(f"--alphas must be comma-separated numbers, not {args.alphas!r}") from None
+    net = nets.load(args.model)
+    result = evaluate(net, args.images, alphas=alphas, styles_dir=args.styles,
+                      loss_net=args.loss_net, size=args.size)
+    print(result.table())
+    if "higher" in result.style:
+        mono = result.monotonic()
+        print(f"O1 style loss falls monotonically: {'yes' if mono['style_falls'] else 'no'}; "
+              f"content loss rises monotonically: {'yes' if mono['content_rises'] else 'no'}")
+    if args.json:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if args.sheet:
+        print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
+    return 0
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -214,7 +275,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------
 
-COMMANDS = (add_live, add_render, add_train, add_bench, add_export, add_models, add_generate)
+COMMANDS = (add_live, add_render, add_train, add_bench, add_export, add_models, add_generate, add_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:
