@@ -88,6 +88,7 @@ def save(net: DynamicNet, path: PathLike, *, objectives: Optional[dict] = None,
     os.close(fd)
     try:
         torch.save(ckpt, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary shareable file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
