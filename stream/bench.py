@@ -51,6 +51,8 @@ class BenchConfig:
     baseline: bool = True
     pipeline: bool = True
     pipeline_frames: int = 120
+    ablation_threads: tuple[int, ...] = ()   # CPU ablation of engine settings at these thread counts
+    live_threads: tuple[int, ...] = ()       # torch threads to try in the live pipeline; () = as set
     quick: bool = False
 
     @classmethod
@@ -259,6 +261,64 @@ def bench_baseline(net: DynamicNet, device: str, size_wh: tuple[int, int], cfg: 
             "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb}
 
 
+# --- CPU ablation: which engine settings matter ----------------------------------------------------
+
+ABLATION = (  # label, EngineConfig overrides; every row runs at batch 1 with α changing every call
+    ("eager, contiguous NCHW", dict(backend="eager", channels_last=False, split_convs=False)),
+    ("eager, channels_last", dict(backend="eager", channels_last=True, split_convs=False)),
+    ("eager, channels_last + RowSplitConv", dict(backend="eager", channels_last=True, split_convs=True)),
+    ("onnxruntime (α as graph input)", dict(backend="onnxruntime", channels_last=False, split_convs=False)),
+    ("onnxruntime + RowSplitConv", dict(backend="onnxruntime", channels_last=False, split_convs=True)),
+    ("compile, channels_last", dict(backend="compile", channels_last=True, split_convs=False)),
+    ("compile, channels_last + RowSplitConv", dict(backend="compile", channels_last=True, split_convs=True)),
+    ("compile + RowSplitConv, bf16", dict(backend="compile", channels_last=True, split_convs=True, precision="bf16")),
+)
+
+
+def ablate(net: DynamicNet, size_wh: tuple[int, int], cfg: BenchConfig, threads: Sequence[int],
+           say: Callable[[str], None]) -> dict:
+    """Every variant x thread count, timed round-robin (one run of each in turn, ``repeats``
+    rounds) so that load from other processes spreads evenly over the variants."""
+    from stream.engine import _cpu_has_bf16, has_onnxruntime
+
+    w, h = size_wh
+    frames = sample_frames(4, h, w)
+    seq = alpha_sequence(cfg.frames, 1, len(net.sites), net.alpha_range)
+    variants = []
+    for label, overrides in ABLATION:
+        if overrides.get("precision") == "bf16" and not _cpu_has_bf16():
+            continue
+        if overrides["backend"] == "onnxruntime" and not has_onnxruntime():
+            continue
+        for n in threads:
+            say(f"ablation: preparing {label}, {n} thread(s)")
+            torch.set_num_threads(n)
+            engine = Engine(net, EngineConfig(device="cpu", threads=n, **overrides), (h, w))
+            variants.append({"label": label, "threads": n, "engine": engine, "fps_runs": [], "lat": [], "loads": []})
+    for v in variants:                     # warm-up, untimed
+        torch.set_num_threads(v["threads"])
+        for i in range(cfg.warmup):
+            v["engine"].run([frames[i % 4]], seq[i % cfg.frames])
+    for r in range(cfg.repeats):
+        say(f"ablation: round {r + 1}/{cfg.repeats}")
+        for v in variants:
+            torch.set_num_threads(v["threads"])
+            t_run = time.perf_counter()
+            for i in range(cfg.frames):
+                t0 = time.perf_counter()
+                v["engine"].run([frames[i % 4]], seq[i])
+                v["lat"].append(time.perf_counter() - t0)
+            v["fps_runs"].append(cfg.frames / (time.perf_counter() - t_run))
+            v["loads"].append(load_avg()[0])
+    rows = []
+    for v in variants:
+        info = v["engine"].info()
+        rows.append({"variant": v["label"], "threads": v["threads"], "backend": info["backend"], "dtype": info["dtype"],
+                     "setup_s": info["setup_s"], **summarize(v["fps_runs"], v["lat"]),
+                     "load_1m": round(float(np.median(v["loads"])), 2)})
+    return {"size": f"{w}x{h}", "rows": rows}
+
+
 # --- machine ---------------------------------------------------------------------------------------
 
 def machine_info(devices: Sequence[torch.device]) -> dict:
@@ -328,6 +388,10 @@ def run(cfg: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> d
                 result["best_batch"].append({"device": device, "size": best["size"], "backend": best["backend"],
                                              "batch": best["batch"], "fps": best["alpha_changing"]["fps"],
                                              "batch1_fps": rows[0]["alpha_changing"]["fps"] if rows[0]["batch"] == 1 else None})
+    if cfg.ablation_threads:
+        result["ablation"] = [ablate(net, size, cfg, cfg.ablation_threads, say) for size in cfg.sizes_wh]
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
     if cfg.pipeline:
         result["pipeline"] = bench_pipelines(net, cfg, device_names, say)
     result["load_avg_end"] = load_avg()
@@ -337,18 +401,220 @@ def run(cfg: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> d
 
 # --- pipelines -------------------------------------------------------------------------------------
 
+RENDER_TITLE = "render (decode -> infer -> encode), α changing every frame"
+LIVE_TITLE = "live, headless (capture -> infer -> ready for display), α changing every frame"
+
+
+def write_alpha_track(path, alpha_range: tuple[float, float], seconds: float) -> None:
+    """A ``t,alpha`` CSV triangle wave (1 s up, 1 s down): with linear interpolation every frame
+    gets a new α. Both render's keyframe reader and live's track reader take this form."""
+    lo, hi = alpha_range
+    a, b = lo + 0.05 * (hi - lo), lo + 0.95 * (hi - lo)
+    rows = ["t,alpha"] + [f"{t},{a if t % 2 == 0 else b}" for t in range(int(seconds) + 2)]
+    with open(path, "w") as f:
+        f.write("\n".join(rows) + "\n")
+
+
+def write_clip(path, size_wh: tuple[int, int], n_frames: int, fps: int = 30) -> None:
+    from fractions import Fraction
+
+    from stream.writer import VideoWriter
+
+    w, h = size_wh
+    writer = VideoWriter(path, w, h, rate=Fraction(fps), time_base=Fraction(1, fps))
+    try:
+        for i, frame in enumerate(sample_frames(n_frames, h, w)):
+            writer.write(frame, i)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def seed_render(net: DynamicNet, device: torch.device, clip, out_path, track_alpha: Callable[[float], float]) -> dict:
+    """BASELINE render: the seed's way, one frame at a time in one thread: decode, SeedBaseline,
+    encode (same decoder and encoder as render)."""
+    from stream.ring import Frame
+    from stream.sources import VideoFileSource
+    from stream.writer import VideoWriter
+
+    base = SeedBaseline(net, device)
+    source = VideoFileSource(str(clip))
+    h, w, _ = source.shape_hwc
+    frame = Frame(np.zeros(source.shape_hwc, np.uint8))
+    writer = VideoWriter(out_path, w, h, rate=source.stream.average_rate, time_base=source.time_base)
+    n = 0
+    started = time.perf_counter()
+    try:
+        while source.read_into(frame):
+            writer.write(base.run_frame(frame.rgb_hwc_u8, track_alpha(frame.time_s)), frame.pts)
+            n += 1
+        writer.close()
+    finally:
+        source.close()
+    wall = time.perf_counter() - started
+    return {"frames": n, "wall_s": round(wall, 3), "fps": round(n / wall, 2)}
+
+
+def bench_render(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say: Callable[[str], None]) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from stream.render import RenderConfig, render
+
+    header = ["device", "size", "path", "batch", "frames", "fps", "x baseline", "busy decode s", "busy infer s",
+              "busy encode s", "peak RSS MB", "device MB", "load 1m"]
+    rows, raw = [], []
+    with tempfile.TemporaryDirectory(prefix="dynastream-bench-") as tmp:
+        tmp = Path(tmp)
+        for size in cfg.sizes_wh:
+            w, h = size
+            clip = tmp / f"clip_{w}x{h}.mp4"
+            seconds = cfg.pipeline_frames / 30
+            write_clip(clip, size, cfg.pipeline_frames)
+            track_csv = tmp / "alpha.csv"
+            write_alpha_track(track_csv, net.alpha_range, seconds)
+            lo, hi = net.alpha_range
+            a, b = lo + 0.05 * (hi - lo), lo + 0.95 * (hi - lo)
+
+            def tri(t: float) -> float:       # the same triangle wave as the CSV
+                phase = t % 2.0
+                return a + (b - a) * (phase if phase <= 1 else 2 - phase)
+
+            for device in devices:
+                dev = pick_device(device)
+                say(f"render pipeline  BASELINE (seed loop) {device} {w}x{h}")
+                with MemoryWindow(dev) as mem:
+                    base = seed_render(net, dev, clip, tmp / "base.mp4", tri)
+                rows.append([device, f"{w}x{h}", "BASELINE (seed loop)", 1, base["frames"], base["fps"], "1.0",
+                             "", "", "", mem.host_mb, mem.device_mb, load_avg()[0]])
+                raw.append({"device": device, "size": f"{w}x{h}", "path": "baseline", **base,
+                            "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb})
+                for batch in cfg.batches:
+                    say(f"render pipeline  {device} {w}x{h} batch={batch}")
+                    rc = RenderConfig(model=cfg.model, keyframes=str(track_csv), batch=batch, device=device)
+                    with MemoryWindow(dev) as mem:
+                        stats = render(clip, tmp / "out.mp4", rc)
+                    fps = round(stats.fps, 2)
+                    rows.append([device, f"{w}x{h}", "dynastream render", batch, stats.frames, fps,
+                                 round(fps / base["fps"], 2), round(stats.decode_s, 2), round(stats.infer_s, 2),
+                                 round(stats.encode_s, 2), mem.host_mb, mem.device_mb, load_avg()[0]])
+                    raw.append({"device": device, "size": f"{w}x{h}", "path": "render", "batch": batch,
+                                "frames": stats.frames, "wall_s": round(stats.wall_s, 3), "fps": fps,
+                                "speedup_vs_baseline": round(fps / base["fps"], 2),
+                                "busy_s": {"decode": round(stats.decode_s, 3), "infer": round(stats.infer_s, 3),
+                                           "encode": round(stats.encode_s, 3)},
+                                "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb})
+    return {"title": RENDER_TITLE, "header": header, "rows": rows, "results": raw,
+            "notes": ["the render wall time includes model setup (compiling, on the CPU backend that compiles); "
+                      "clips are synthetic H.264 at 30 fps"]}
+
+
+def seed_live(net: DynamicNet, device: torch.device, source, n_frames: int,
+              track_alpha: Callable[[float], float]) -> dict:
+    """BASELINE live: the seed's way, one thread: capture, SeedBaseline, frame ready; latency is
+    ready time minus capture time."""
+    from stream.ring import Frame
+
+    base = SeedBaseline(net, device)
+    frame = Frame(np.zeros(source.shape_hwc, np.uint8))
+    latencies = []
+    started = time.perf_counter()
+    first = last = None
+    for _ in range(n_frames):
+        if not source.read_into(frame):
+            break
+        base.run_frame(frame.rgb_hwc_u8, track_alpha(frame.time_s))
+        last = time.perf_counter()
+        first = first or last
+        latencies.append(last - frame.captured_at)
+    shown = len(latencies)
+    fps = (shown - 1) / (last - first) if shown > 1 and last > first else shown / (time.perf_counter() - started)
+    lat = np.asarray(latencies) * 1000
+    return {"shown": shown, "fps": round(fps, 2), "latency_ms_p50": round(float(np.percentile(lat, 50)), 1),
+            "latency_ms_p95": round(float(np.percentile(lat, 95)), 1)}
+
+
+def bench_live(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say: Callable[[str], None]) -> dict:
+    import tempfile
+    from dataclasses import fields
+    from pathlib import Path
+
+    from stream.live import LiveConfig, LivePipeline
+    from stream.sources import DemoSource
+
+    header = ["device", "size", "path", "torch threads", "source fps", "shown fps", "latency p50 ms",
+              "latency p95 ms", "dropped", "inference p50 ms", "peak RSS MB", "device MB", "load 1m"]
+    rows, raw = [], []
+    source_fps = 30.0
+    thread_counts = cfg.live_threads or (torch.get_num_threads(),)
+    previous_threads = torch.get_num_threads()
+    has_keyframes = "keyframes" in {f.name for f in fields(LiveConfig)}
+    with tempfile.TemporaryDirectory(prefix="dynastream-bench-") as tmp:
+        track_csv = Path(tmp) / "alpha.csv"
+        seconds = 10 + 4 * cfg.pipeline_frames / source_fps
+        write_alpha_track(track_csv, net.alpha_range, seconds)
+        lo, hi = net.alpha_range
+        a, b = lo + 0.05 * (hi - lo), lo + 0.95 * (hi - lo)
+
+        def tri(t: float) -> float:
+            phase = t % 2.0
+            return a + (b - a) * (phase if phase <= 1 else 2 - phase)
+
+        for device in devices:
+            dev = pick_device(device)
+            for size in cfg.sizes_wh:
+                w, h = size
+                for n_threads in thread_counts:
+                    torch.set_num_threads(n_threads)
+                    say(f"live pipeline  BASELINE (seed loop) {device} {w}x{h} threads={n_threads}")
+                    with MemoryWindow(dev) as mem:
+                        base = seed_live(net, dev, DemoSource(size_wh=size, fps=source_fps), cfg.pipeline_frames, tri)
+                    rows.append([device, f"{w}x{h}", "BASELINE (seed loop)", n_threads, source_fps, base["fps"],
+                                 base["latency_ms_p50"], base["latency_ms_p95"], "", "", mem.host_mb,
+                                 mem.device_mb, load_avg()[0]])
+                    raw.append({"device": device, "size": f"{w}x{h}", "path": "baseline", "threads": n_threads,
+                                **base, "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb})
+                    say(f"live pipeline  {device} {w}x{h} threads={n_threads}")
+                    lc = LiveConfig(source="demo", models=(cfg.model,), device=device, precision=cfg.precision,
+                                    size=size, input_size=size, fps=source_fps, headless=True,
+                                    frames=cfg.pipeline_frames, threads=n_threads,
+                                    **({"keyframes": str(track_csv)} if has_keyframes else {}))
+                    with MemoryWindow(dev) as mem:
+                        stats = LivePipeline(lc, notice=lambda m: None, report=lambda m: None).run()
+                    rows.append([device, f"{w}x{h}", "dynastream live", n_threads, source_fps, round(stats.fps, 2),
+                                 round(stats.latency_ms_p50, 1), round(stats.latency_ms_p95, 1), stats.dropped,
+                                 round(stats.infer_ms_p50, 1), mem.host_mb, mem.device_mb, load_avg()[0]])
+                    raw.append({"device": device, "size": f"{w}x{h}", "path": "live", "threads": n_threads,
+                                "shown": stats.shown, "fps": round(stats.fps, 2),
+                                "latency_ms_p50": round(stats.latency_ms_p50, 1),
+                                "latency_ms_p95": round(stats.latency_ms_p95, 1), "dropped": stats.dropped,
+                                "infer_ms_p50": round(stats.infer_ms_p50, 1),
+                                "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb})
+    torch.set_num_threads(previous_threads)
+    notes = ["source: the built-in demo clip paced at 30 fps; shown fps cannot exceed it",
+             "latency: capture timestamp -> frame handed to the display stage (headless)"]
+    if not has_keyframes:
+        notes.append("this live build takes no α track, so α stayed fixed")
+    return {"title": LIVE_TITLE, "header": header, "rows": rows, "results": raw, "notes": notes}
+
+
 def bench_pipelines(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say: Callable[[str], None]) -> dict:
     out = {}
     try:
         import stream.render  # noqa: F401
-    except ImportError:
-        out["render"] = {"title": "render (decode -> infer -> encode)",
-                         "skipped": "stream.render is not part of this build yet"}
+        import stream.writer  # noqa: F401
+    except ImportError as e:
+        out["render"] = {"title": RENDER_TITLE, "skipped": f"this build has no render pipeline ({e})"}
+    else:
+        out["render"] = bench_render(net, cfg, devices, say)
     try:
         import stream.live  # noqa: F401
-    except ImportError:
-        out["live"] = {"title": "live, headless (capture -> infer -> ready for display)",
-                       "skipped": "stream.live is not part of this build yet"}
+        from stream.sources import DemoSource  # noqa: F401
+    except ImportError as e:
+        out["live"] = {"title": LIVE_TITLE, "skipped": f"this build has no live pipeline ({e})"}
+    else:
+        out["live"] = bench_live(net, cfg, devices, say)
     return out
 
 
@@ -409,6 +675,12 @@ def report(result: dict, markdown: bool = False) -> str:
     out.append(_table(["device", "size", "backend", "best batch", "fps", "fps at batch 1"],
                       [[b["device"], b["size"], b["backend"], b["batch"], b["fps"], b["batch1_fps"]]
                        for b in result["best_batch"]], markdown))
+    for section in result.get("ablation", []):
+        out.append("")
+        out.append(f"{head}CPU ablation at {section['size']}, batch 1, α changing (variants timed round-robin)")
+        out.append(_table(["variant", "threads", "runs as", "dtype", "fps", "p50 ms", "p95 ms", "setup s", "load 1m"],
+                          [[r["variant"], r["threads"], r["backend"], r["dtype"], r["fps"], r["latency_ms_p50"],
+                            r["latency_ms_p95"], r["setup_s"], r["load_1m"]] for r in section["rows"]], markdown))
     pipeline = result.get("pipeline") or {}
     for name, section in pipeline.items():
         out.append("")

@@ -92,6 +92,11 @@ def add_bench(sub) -> None:
     p.add_argument("--repeats", type=int, default=None, help="runs per measurement, medians taken (default: 5)")
     p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default: 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's choice)")
+    p.add_argument("--ablation", type=_int_list, default=None, metavar="THREADS[,THREADS...]",
+                   help="also time CPU engine variants (layout, RowSplitConv, backends, bf16) at these thread counts")
+    p.add_argument("--live-threads", type=_int_list, default=None, metavar="N[,N...]",
+                   help="torch CPU threads to try in the live pipeline (default: as set by --threads)")
+    p.add_argument("--pipeline-frames", type=int, default=None, help="frames per pipeline run (default: 120)")
     p.add_argument("--no-baseline", action="store_true", help="skip the seed-loop baseline")
     p.add_argument("--no-pipeline", action="store_true", help="model-only: skip the render and live pipelines")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)")
@@ -108,7 +113,9 @@ def run_bench(args: argparse.Namespace) -> int:
     from stream import bench
 
     given = {"sizes_wh": args.size, "devices": args.device, "backends": args.backend, "batches": args.batch,
-             "frames": args.frames, "repeats": args.repeats, "warmup": args.warmup}
+             "frames": args.frames, "repeats": args.repeats, "warmup": args.warmup,
+             "ablation_threads": args.ablation, "live_threads": args.live_threads,
+             "pipeline_frames": args.pipeline_frames}
     given = {k: v for k, v in given.items() if v is not None}
     cfg = bench.BenchConfig.quick_config(**given) if args.quick else bench.BenchConfig(**given)
     cfg = replace(cfg, model=args.model, precision=args.precision, threads=args.threads,

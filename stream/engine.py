@@ -274,7 +274,7 @@ class Engine:
             self._h2d = torch.cuda.Stream(self.device)
             self._compute = torch.cuda.Stream(self.device)
             self._d2h = torch.cuda.Stream(self.device)
-            self._graph_pool = torch.cuda.graph_pool_handle()
+            torch.backends.cudnn.benchmark = True     # one input size per engine: pick the fastest kernels
         self.prepared = self.prepare(net)
         self.net = self.prepared.net
         self.notes += self.prepared.notes
@@ -327,6 +327,15 @@ class Engine:
     def _compile(self, prepared: Prepared, scratch_in: torch.Tensor, scratch_alpha: torch.Tensor) -> None:
         import torch._inductor.config as inductor_config
 
+        # Every prepared net is a new graph for the one Step.forward code object (weights are
+        # frozen in); dynamo's default limit of 8 graphs per code object would silently fall
+        # back to eager after a few model switches.
+        for limit in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, limit):
+                setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
+                break
+        import logging
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU hosts
         try:
             compiled = torch.compile(prepared.step, dynamic=False, fullgraph=True)
             with torch.inference_mode(), inductor_config.patch(freezing=COMPILE_FREEZING and self.device.type == "cpu"):
@@ -376,10 +385,11 @@ class Engine:
                 fn(scratch_in, scratch_alpha)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graphs = []
-        with torch.inference_mode():
+        pool = torch.cuda.graph_pool_handle()   # per prepared net: a model being captured never
+        with torch.inference_mode():             # shares scratch memory with the one still running
             for slot in self._slots:
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
+                with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
                     slot.out_dev.copy_(fn(slot.in_dev, slot.alpha_dev))
                 graphs.append(graph)
         torch.cuda.synchronize(self.device)

@@ -2,7 +2,6 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
@@ -10,6 +9,7 @@ import nets
 from stream.export import export_onnx
 
 ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 
 def session(path):
