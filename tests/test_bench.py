@@ -72,3 +72,15 @@ def test_alpha_sequence_changes_every_call_and_stays_in_range():
     assert seq.shape == (50, 2, 3)
     assert (seq > 0).all() and (seq < 1).all()
     assert len(np.unique(seq[:, 0, 0])) == 50 and (seq[:, :, 0:1] == seq).all()
+
+
+def test_pipeline_alpha_track_gives_every_frame_a_new_alpha(tmp_path):
+    from stream.bench import write_alpha_track
+    from stream.keyframes import load_track
+
+    net = nets.load("untrained:lite")
+    path = tmp_path / "alpha.csv"
+    write_alpha_track(path, net.alpha_range, seconds=3)
+    track = load_track(path, net.sites, net.alpha_range)
+    values = [float(track.alpha_at(t=i / 30)[0]) for i in range(90)]
+    assert all(a != b for a, b in zip(values, values[1:])) and 0 < min(values) and max(values) < 1
