@@ -75,7 +75,12 @@ class StyleNet(nn.Module):
         return {"res3_in": c3, "up1_in": c3, "out_in": self.config.decoder_widths[1]}
 
     def forward(self, x: torch.Tensor, inject: Optional[Inject] = None) -> torch.Tensor:
-        """x: (B, 3, H, W) RGB in [0, 1]; returns RGB, nominally in [0, 1] (not clamped)."""
+        """x: (B, 3, H, W) RGB in [0, 1]; returns (B, 3, H, W) RGB, nominally in [0, 1] (not clamped).
+
+        Two stride-2 convolutions and two x2 upsamplings give back a size rounded up to a multiple
+        of 4; the extra rows/columns (bottom, right) are cropped so any frame size comes back as is.
+        """
+        h, w = x.shape[-2:]
         y = self.relu(self.in1(self.conv1(x)))
         y = self.relu(self.in2(self.conv2(y)))
         y = self.relu(self.in3(self.conv3(y)))
@@ -89,7 +94,7 @@ class StyleNet(nn.Module):
         y = self.relu(self.in5(self.up2(y)))
         if inject is not None:
             y = inject("out_in", y)
-        return self.out(y)
+        return self.out(y)[..., :h, :w]
 
 
 def stylenet_macs_per_pixel(config: StyleNetConfig, tuning_sites: tuple[str, ...] = ()) -> float:

@@ -29,8 +29,77 @@ def add_live(sub) -> None:
 
 # --- render -----------------------------------------------------------------------------------
 
+def _size_wh(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, not {text!r}") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"width and height must be at least 1, not {text!r}")
+    return (w, h)
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text!r}")
+        return value
+    return parse
+
+
 def add_render(sub) -> None:
-    _stub(sub, "render", "stylize a video file offline with alpha keyframes, keeping audio", "Batch render")
+    p = sub.add_parser(
+        "render", help="stylize a video file offline with alpha keyframes, keeping audio",
+        description="Stylize every frame of a video (timestamps and audio kept), an image, or a folder of "
+                    "images, with a constant alpha or an alpha keyframe track. The output appears only "
+                    "when complete.")
+    p.add_argument("input", help="a video file, an image, or a folder of images")
+    p.add_argument("-o", "--output", required=True,
+                   help="a video file (.mp4, .mkv, .mov, .webm), an image, or a folder for a folder of images")
+    p.add_argument("--model", default="untrained:lite", help="zoo name, checkpoint path or untrained:* (default %(default)s)")
+    a = p.add_mutually_exclusive_group()
+    a.add_argument("--alpha", type=float, help="a constant alpha (default: the middle of the model's range)")
+    a.add_argument("--keyframes", metavar="FILE", help="an alpha track (.yaml or .csv)")
+    p.add_argument("--allow-extrapolation", action="store_true", help="allow alpha outside the model's range")
+    s = p.add_mutually_exclusive_group()
+    s.add_argument("--size", type=_size_wh, metavar="WxH", help="processing and output size (default: the input's)")
+    s.add_argument("--scale", type=_positive(float), metavar="S", help="processing and output size as a factor of the input's")
+    p.add_argument("--batch", type=_positive(int), default=1, metavar="B", help="frames per inference call (default 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--codec", help="video encoder (default libx264; e.g. libx265, libvpx-vp9, libsvtav1, ffv1)")
+    p.add_argument("--crf", type=float, help="constant quality for x264/x265/vp9/av1 (lower is better; x264 default 23)")
+    p.add_argument("--preset", help="encoder speed preset (x264: ultrafast .. veryslow, default medium)")
+    p.add_argument("--keep-partial", action="store_true",
+                   help="on an error or Ctrl-C keep what was rendered as NAME.partial.EXT")
+    p.add_argument("--fps", type=_positive(float), default=25.0,
+                   help="frame rate of a folder of images, for keyframes given in seconds (default 25)")
+    p.set_defaults(run=run_render)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from stream.render import RenderConfig, render
+    from stream.writer import VideoOptions
+
+    if args.crf is not None and args.crf < 0:
+        raise DynastreamError(f"--crf must be 0 or more, not {args.crf:g}")
+    config = RenderConfig(model=args.model, alpha=args.alpha, keyframes=args.keyframes,
+                          allow_extrapolation=args.allow_extrapolation, size_wh=args.size, scale=args.scale,
+                          batch=args.batch, device=args.device,
+                          video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
+                          keep_partial=args.keep_partial, fps=args.fps)
+    try:
+        stats = render(args.input, args.output, config, progress=True)
+    except KeyboardInterrupt as e:
+        kept = getattr(e, "partial", None)
+        print(f"dynastream: render {e}" if kept else f"dynastream: render interrupted; {args.output} was not written",
+              file=sys.stderr)
+        return 130
+    print(stats.summary())
+    return 0
 
 
 # --- train ------------------------------------------------------------------------------------

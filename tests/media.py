@@ -19,7 +19,7 @@ def pattern_frame(index: int, height: int, width: int) -> np.ndarray:
 
 def make_video(path: Path, n_frames: int = 12, width: int = 64, height: int = 48, fps: int = 24,
                codec: str = "libx264", audio: bool = False, pts_ms: Optional[Sequence[int]] = None,
-               sample_rate: int = 48000) -> list[np.ndarray]:
+               sample_rate: int = 48000, audio_codec: str = "aac") -> list[np.ndarray]:
     """Write a clip and return the RGB frames that went in. ``pts_ms`` gives explicit
     (variable-frame-rate) timestamps in milliseconds; otherwise frames are 1/fps apart."""
     frames = [pattern_frame(i, height, width) for i in range(n_frames)]
@@ -31,7 +31,7 @@ def make_video(path: Path, n_frames: int = 12, width: int = 64, height: int = 48
             stream.codec_context.time_base = Fraction(1, 1000)
         a_stream = None
         if audio:
-            a_stream = out.add_stream("aac", rate=sample_rate)
+            a_stream = out.add_stream(audio_codec, rate=sample_rate)
             a_stream.layout = "stereo"
         for i, rgb in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -45,16 +45,48 @@ def make_video(path: Path, n_frames: int = 12, width: int = 64, height: int = 48
             out.mux(packet)
         if a_stream is not None:
             duration_s = (pts_ms[-1] / 1000 + 1 / fps) if pts_ms is not None else n_frames / fps
-            n_samples = int(duration_s * sample_rate)
-            t = np.arange(n_samples) / sample_rate
-            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            chunk = 1024
-            for start in range(0, n_samples, chunk):
-                block = tone[start:start + chunk]
-                af = av.AudioFrame.from_ndarray(np.stack([block, block]), format="fltp", layout="stereo")
-                af.sample_rate, af.pts, af.time_base = sample_rate, start, Fraction(1, sample_rate)
-                for packet in a_stream.encode(af):
-                    out.mux(packet)
-            for packet in a_stream.encode():
-                out.mux(packet)
+            _write_tone(out, a_stream, duration_s, sample_rate)
     return frames
+
+
+def make_audio(path: Path, duration_s: float = 0.5, codec: str = "aac", sample_rate: int = 48000) -> None:
+    """An audio-only file (a 440 Hz tone)."""
+    with av.open(str(path), "w") as out:
+        a_stream = out.add_stream(codec, rate=sample_rate)
+        a_stream.layout = "stereo"
+        _write_tone(out, a_stream, duration_s, sample_rate)
+
+
+def _write_tone(out, a_stream, duration_s: float, sample_rate: int) -> None:
+    n_samples = int(duration_s * sample_rate)
+    t = np.arange(n_samples) / sample_rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    chunk = 1024
+    for start in range(0, n_samples, chunk):
+        block = tone[start:start + chunk]
+        af = av.AudioFrame.from_ndarray(np.stack([block, block]), format="fltp", layout="stereo")
+        af.sample_rate, af.pts, af.time_base = sample_rate, start, Fraction(1, sample_rate)
+        for packet in a_stream.encode(af):
+            out.mux(packet)
+    for packet in a_stream.encode():
+        out.mux(packet)
+
+
+def read_frames(path: Path) -> tuple[list[np.ndarray], list[float]]:
+    """Decode every video frame of a file: RGB arrays and presentation times in seconds."""
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    return [f.to_ndarray(format="rgb24") for f in frames], [float(f.time) for f in frames]
+
+
+def audio_info(path: Path) -> list[tuple[str, int, int]]:
+    """(codec, sample rate, decoded samples) per audio stream."""
+    out = []
+    with av.open(str(path)) as container:
+        streams = list(container.streams.audio)
+    for i, s in enumerate(streams):
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[i]
+            samples = sum(f.samples for f in container.decode(stream))
+            out.append((stream.codec_context.name, stream.codec_context.sample_rate, samples))
+    return out

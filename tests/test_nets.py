@@ -125,3 +125,11 @@ def test_dcgan_shapes_and_dynamic_generator_alpha_zero():
         assert not torch.equal(dyn(z, 1.0), dyn.main(z))
         per_sample = dyn(z, torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5]))
         assert torch.equal(per_sample[0], dyn.main(z)[0])
+
+
+@pytest.mark.parametrize("hw", [(25, 33), (47, 65), (48, 64)])
+def test_any_frame_size_comes_back_at_its_size(hw):
+    net = make("lite", "normal")
+    x = torch.rand(1, 3, *hw)
+    assert net(x, 0.5).shape == (1, 3, *hw)
+    assert net.main(x).shape == (1, 3, *hw)

@@ -1,0 +1,385 @@
+"""Offline render: every frame of a video (or an image, or a folder of images) through the net,
+each frame with its own α from a keyframe track.
+
+Video::
+
+    decode thread --ring(block)--> main thread: batches of B frames, α per frame, Engine.run
+                  --ring(block)--> encode thread: VideoWriter (timestamps kept, audio copied)
+
+Nothing is dropped: both rings block. The main thread runs inference so that Ctrl-C lands there;
+any error or interrupt stops the threads and leaves the target path untouched (see
+``stream.writer``). Each stage's busy time is measured, so a run says where its time went.
+"""
+
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal, Optional, Sequence, Union
+
+import numpy as np
+
+import nets
+from nets.errors import DynastreamError
+from stream.engine import Engine, EngineConfig
+from stream.keyframes import Key, Track, load_track
+from stream.ring import Frame, FrameRing
+from stream.sources import VideoFileSource, pump
+from stream.writer import VideoOptions, VideoWriter, check_output, temp_path
+
+InputKind = Literal["video", "image", "folder"]
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+PathLike = Union[str, os.PathLike]
+
+
+class RenderError(DynastreamError):
+    pass
+
+
+class RenderInterrupted(KeyboardInterrupt):
+    """Ctrl-C with ``keep_partial``: what was rendered is kept at ``partial``."""
+
+    def __init__(self, partial: Path, frames: int):
+        super().__init__(f"interrupted; the {frames} frames rendered before are kept in {partial}")
+        self.partial, self.frames = partial, frames
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    model: str = "untrained:lite"
+    alpha: Optional[float] = None            # constant α; with no keyframes either: mid-range
+    keyframes: Optional[str] = None          # YAML/CSV track
+    allow_extrapolation: bool = False
+    size_wh: Optional[tuple[int, int]] = None
+    scale: Optional[float] = None
+    batch: int = 1
+    device: str = "auto"
+    video: VideoOptions = VideoOptions()
+    keep_partial: bool = False
+    fps: float = 25.0                        # a folder of images is a sequence at this rate (for t keys)
+
+
+@dataclass
+class RenderStats:
+    output: Path
+    frames: int = 0
+    wall_s: float = 0.0
+    decode_s: float = 0.0      # busy time per stage (threads overlap, so they may sum past wall_s)
+    infer_s: float = 0.0
+    encode_s: float = 0.0
+    size_wh: tuple[int, int] = (0, 0)
+    audio: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> str:
+        audio = f", audio: {', '.join(self.audio)}" if self.audio else ""
+        return (f"{self.output}: {self.frames} frames at {self.size_wh[0]}x{self.size_wh[1]} in {self.wall_s:.1f} s "
+                f"({self.fps:.1f} fps; busy: decode {self.decode_s:.1f} s, inference {self.infer_s:.1f} s, "
+                f"encode {self.encode_s:.1f} s{audio})")
+
+
+def input_kind(path: PathLike) -> InputKind:
+    path = Path(path)
+    if not path.exists():
+        raise RenderError(f"input {path} does not exist")
+    if path.is_dir():
+        return "folder"
+    return "image" if path.suffix.lower() in IMAGE_EXTS else "video"
+
+
+def alpha_track(net, alpha: Optional[float], keyframes: Optional[PathLike],
+                allow_extrapolation: bool = False) -> Track:
+    """The α per frame: a keyframe file, or a constant (by default the middle of the model's
+    range, which for a dual model is the main net)."""
+    lo, hi = net.alpha_range
+    if keyframes is not None:
+        if alpha is not None:
+            raise RenderError("give either a constant alpha or a keyframe file, not both")
+        return load_track(keyframes, net.sites, net.alpha_range, allow_extrapolation)
+    value = (lo + hi) / 2 if alpha is None else float(alpha)
+    if not np.isfinite(value):
+        raise RenderError(f"alpha must be a finite number, not {value}")
+    track = Track([Key("t", 0.0, np.full(len(net.sites), value, np.float32), "--alpha")], net.sites, "step",
+                  name="--alpha")
+    track.check_range(net.alpha_range, allow_extrapolation)
+    return track
+
+
+def output_size(in_hw: tuple[int, int], size_wh: Optional[tuple[int, int]], scale: Optional[float]
+                ) -> Optional[tuple[int, int]]:
+    if size_wh is not None and scale is not None:
+        raise RenderError("give either a size or a scale, not both")
+    if size_wh is not None:
+        w, h = size_wh
+        if w < 1 or h < 1:
+            raise RenderError(f"the size must be at least 1x1, not {w}x{h}")
+        return (w, h)
+    if scale is not None:
+        if not scale > 0:
+            raise RenderError(f"the scale must be above 0, not {scale:g}")
+        h, w = in_hw
+        return (max(1, round(w * scale)), max(1, round(h * scale)))
+    return None
+
+
+def load_style_model(name: str):
+    net = nets.load(name, "cpu")
+    if net.kind != "style":
+        raise RenderError(f"model {name} is a {net.kind} generator, not a style model: it cannot stylize a video")
+    return net
+
+
+def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = RenderConfig(),
+           progress: bool = False) -> RenderStats:
+    """Render a video to a video, an image to an image or a folder of images to a folder."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    kind = input_kind(input_path)
+    if config.batch < 1:
+        raise RenderError(f"the batch size must be at least 1, not {config.batch}")
+    out_suffix = output_path.suffix.lower()
+    if kind == "video" and out_suffix in IMAGE_EXTS:
+        raise RenderError(f"a video renders to a video file (.mp4, .mkv, .mov, .webm), not {output_path.name}")
+    if kind == "image" and out_suffix not in IMAGE_EXTS:
+        raise RenderError(f"an image renders to an image: give the output one of the extensions {', '.join(IMAGE_EXTS)}")
+    if kind == "folder" and output_path.exists() and not output_path.is_dir():
+        raise RenderError(f"a folder of images renders to a folder, and {output_path} is a file")
+    check_output(output_path, [input_path], folder_ok=kind == "folder")
+    net = load_style_model(config.model)
+    track = alpha_track(net, config.alpha, config.keyframes, config.allow_extrapolation)
+    if kind == "video":
+        return render_video(input_path, output_path, net, track, config, progress)
+    if kind == "image":
+        return render_images([(input_path, output_path)], output_path, net, track, config, progress)
+    return render_folder(input_path, output_path, net, track, config, progress)
+
+
+# -- video -------------------------------------------------------------------------------------
+
+class _TimedSource:
+    """A source that adds up the time spent decoding (for the per-stage report)."""
+
+    def __init__(self, source: VideoFileSource):
+        self.source = source
+        self.busy_s = 0.0
+
+    def read_into(self, frame: Frame) -> bool:
+        t0 = time.perf_counter()
+        try:
+            return self.source.read_into(frame)
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+
+def _encode_loop(ring: FrameRing, writer: VideoWriter, errors: list, stats: RenderStats) -> None:
+    """Writes every frame committed to ``ring`` until it is closed and drained (also on an abort,
+    so a kept partial file holds every frame that was rendered)."""
+    tb = writer.time_base
+    try:
+        while True:
+            frame = ring.acquire_read(timeout=0.2)
+            if frame is None:
+                if ring.drained:
+                    break
+                continue
+            pts = frame.pts if frame.pts >= 0 else round(frame.time_s / tb)
+            t0 = time.perf_counter()
+            writer.write(frame.rgb_hwc_u8, pts)
+            stats.encode_s += time.perf_counter() - t0
+            stats.frames += 1
+            ring.release(frame)
+    except Exception as e:  # handed to the main thread, which raises it
+        errors.append(e)
+    finally:
+        ring.close()
+
+
+def render_video(input_path: Path, output_path: Path, net, track: Track, config: RenderConfig,
+                 progress: bool = False) -> RenderStats:
+    from tqdm import tqdm
+
+    source = VideoFileSource(str(input_path))
+    writer = None
+    try:
+        h, w, _ = source.shape_hwc
+        engine = Engine(net, EngineConfig(device=config.device, size_wh=output_size((h, w), config.size_wh, config.scale),
+                                          max_batch=config.batch), (h, w))
+        oh, ow = engine.out_hw
+        writer = VideoWriter(output_path, ow, oh, rate=source.stream.average_rate or Fraction(source.fps),
+                             time_base=source.time_base, options=config.video, audio_from=input_path,
+                             keep_partial=config.keep_partial)
+    except BaseException:
+        source.close()
+        raise
+    stats = RenderStats(output_path, size_wh=writer.encoded_wh, audio=writer.audio_mode)
+    b, n_sites = config.batch, len(track.sites)
+    ring_in = FrameRing(2 * b + 1, source.shape_hwc, "block", n_alpha=n_sites)
+    ring_out = FrameRing(2 * b + 1, (oh, ow, 3), "block", n_alpha=n_sites)
+    timed = _TimedSource(source)
+    stop, errors = threading.Event(), []
+    decoder = threading.Thread(target=pump, args=(timed, ring_in, stop, errors), name="render-decode", daemon=True)
+    encoder = threading.Thread(target=_encode_loop, args=(ring_out, writer, errors, stats),
+                               name="render-encode", daemon=True)
+    alpha_bs = np.zeros((b, n_sites), np.float32)
+    batch: list[Frame] = []
+    rgbs: list[np.ndarray] = []
+    bar = tqdm(total=source.frame_count or None, unit="frame", desc=output_path.name, dynamic_ncols=True,
+               disable=None if progress else True)
+    start = time.perf_counter()
+    decoder.start()
+    encoder.start()
+    try:
+        while True:
+            batch.clear()
+            rgbs.clear()
+            while len(batch) < b:
+                frame = ring_in.acquire_read(timeout=0.2)
+                if frame is None:
+                    if errors or ring_in.drained:
+                        break
+                    continue
+                batch.append(frame)
+            if errors:
+                raise errors[0]
+            if not batch:
+                break
+            for i, frame in enumerate(batch):
+                track.alpha_into(alpha_bs[i], t=frame.time_s, frame=frame.index, fps=source.fps)
+                rgbs.append(frame.rgb_hwc_u8)
+            t0 = time.perf_counter()
+            out_bhwc_u8 = engine.run(rgbs, alpha_bs)
+            stats.infer_s += time.perf_counter() - t0
+            for i, frame in enumerate(batch):
+                slot = None
+                while slot is None:
+                    slot = ring_out.acquire_write(timeout=0.2)
+                    if slot is None and (errors or ring_out.closed):
+                        raise errors[0] if errors else RenderError("the encoder stopped early")
+                slot.rgb_hwc_u8[...] = out_bhwc_u8[i]
+                slot.copy_meta_from(frame)
+                slot.alpha[:] = alpha_bs[i]
+                ring_out.commit(slot)
+                ring_in.release(frame)
+            bar.update(len(batch))
+            batch.clear()
+        ring_out.close()
+        encoder.join()
+        if errors:
+            raise errors[0]
+        writer.close()
+    except BaseException as e:
+        stop.set()
+        ring_in.close()
+        ring_out.close()     # the encoder writes what was already rendered, then ends
+        decoder.join()
+        encoder.join()
+        partial = writer.abort()
+        if partial is not None and isinstance(e, DynastreamError):
+            raise RenderError(f"{e} (the {writer.frames} frames rendered before are kept in {partial})") from None
+        if partial is not None and isinstance(e, KeyboardInterrupt):
+            raise RenderInterrupted(partial, writer.frames) from None
+        raise
+    finally:
+        decoder.join()
+        encoder.join()
+        source.close()
+        bar.close()
+        stats.wall_s = time.perf_counter() - start
+        stats.decode_s = timed.busy_s
+    return stats
+
+
+# -- images ------------------------------------------------------------------------------------
+
+def read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise RenderError(f"cannot read {path} ({e.strerror or e})") from None
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise RenderError(f"cannot read {path} as an image (corrupt or not an image)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_image(path: Path, rgb_hwc_u8: np.ndarray) -> None:
+    """Encode in memory, then write a temporary file next to ``path`` and rename it."""
+    import cv2
+
+    ok, buf = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb_hwc_u8, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RenderError(f"cannot encode {path.name} as {path.suffix} image")
+    tmp = temp_path(path)
+    try:
+        buf.tofile(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
+def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: Track, config: RenderConfig,
+                  progress: bool = False) -> RenderStats:
+    """Image i of ``pairs`` is frame i of a sequence at ``config.fps``; one Engine per image size."""
+    from tqdm import tqdm
+
+    stats = RenderStats(output)
+    engines: dict[tuple[int, int], Engine] = {}
+    alpha_1s = np.zeros((1, len(track.sites)), np.float32)
+    start = time.perf_counter()
+    for i, (src, dst) in enumerate(tqdm(pairs, unit="image", disable=None if progress else True)):
+        t0 = time.perf_counter()
+        rgb = read_image(src)
+        t1 = time.perf_counter()
+        in_hw = rgb.shape[:2]
+        if in_hw not in engines:
+            size = output_size(in_hw, config.size_wh, config.scale)
+            engines[in_hw] = Engine(net, EngineConfig(device=config.device, size_wh=size), in_hw)
+        track.alpha_into(alpha_1s[0], t=i / config.fps, frame=i, fps=config.fps)
+        out = engines[in_hw].run([rgb], alpha_1s)
+        t2 = time.perf_counter()
+        write_image(dst, out[0])
+        t3 = time.perf_counter()
+        stats.decode_s += t1 - t0
+        stats.infer_s += t2 - t1
+        stats.encode_s += t3 - t2
+        stats.frames += 1
+        stats.size_wh = (out.shape[2], out.shape[1])
+    stats.wall_s = time.perf_counter() - start
+    return stats
+
+
+def list_images(folder: Path) -> list[Path]:
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+                    and not p.name.startswith("."))
+    if not images:
+        raise RenderError(f"the folder {folder} holds no images ({', '.join(IMAGE_EXTS)})")
+    return images
+
+
+def render_folder(input_dir: Path, output_dir: Path, net, track: Track, config: RenderConfig,
+                  progress: bool = False) -> RenderStats:
+    """Every image of ``input_dir`` (in name order) to the same name in ``output_dir``. The images
+    are written into a hidden folder next to the target and moved in only when all are done."""
+    images = list_images(input_dir)
+    tmp_dir = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir()
+    try:
+        stats = render_images([(p, tmp_dir / p.name) for p in images], output_dir, net, track, config, progress)
+        if not output_dir.exists():
+            os.replace(tmp_dir, output_dir)
+        else:
+            for p in images:
+                os.replace(tmp_dir / p.name, output_dir / p.name)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return stats
