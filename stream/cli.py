@@ -3,6 +3,7 @@ calls, YAML); heavy modules are imported inside each command so `--help` stays f
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from nets.errors import DynastreamError
@@ -24,7 +25,67 @@ def _stub(sub, name: str, help_text: str, issue: str) -> None:
 # --- live -------------------------------------------------------------------------------------
 
 def add_live(sub) -> None:
-    _stub(sub, "live", "stylize a camera, file or the demo clip in a window, alpha on keys/MIDI", "Live pipeline")
+    p = sub.add_parser(
+        "live", help="stylize a camera, file or the demo clip in a window, alpha on keys/MIDI",
+        description="Stylize a camera, a video file, images or the built-in demo clip in real time, with "
+                    "alpha played on the keyboard (h in the window lists the keys), MIDI, an LFO or a "
+                    "keyframe track. Defaults come from configs/live.yaml; flags override them.")
+    p.add_argument("--source", metavar="SRC", help="demo, a camera index (0) or device (/dev/video0), a video "
+                   "file or URL, an image or a folder of images (default: camera 0, else the demo clip)")
+    p.add_argument("--model", metavar="M[,M2...]", help="zoo name, checkpoint or untrained:* name; several "
+                   "separated by commas are cycled with the m key (default untrained:lite)")
+    p.add_argument("--config", metavar="FILE", help="live settings YAML (default: the shipped configs/live.yaml)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", help="auto (default), fp32, fp16 or bf16")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--size", metavar="WxH", help="processing size (default: the source's; "
+                      "on the CPU scaled to about 320x240)")
+    size.add_argument("--scale", type=float, metavar="S", help="processing size as a scale of the source size")
+    p.add_argument("--input-size", metavar="WxH", help="size asked of a camera; size of the demo clip or images")
+    p.add_argument("--fps", type=float, help="rate asked of a camera; rate of the demo clip or images")
+    p.add_argument("--loop", action="store_true", default=None, help="restart a video file at its end")
+    p.add_argument("--headless", action="store_true", default=None, help="no window: run the pipeline only")
+    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames shown")
+    p.add_argument("--window", metavar="WxH", help="window size (default: the source's, at most 1280x720)")
+    p.add_argument("--fullscreen", action="store_true", default=None, help="start in fullscreen (f toggles)")
+    p.add_argument("--no-hud", dest="hud", action="store_false", default=None, help="hide the HUD")
+    p.add_argument("--save-dir", metavar="DIR", help="where s saves screenshots and r recordings without "
+                   "--record (default .)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for inference")
+    p.add_argument("--keyframes", metavar="FILE", help="drive alpha from a keyframe track (YAML or CSV, as for render)")
+    p.add_argument("--midi", nargs="?", const="", metavar="NAME",
+                   help="take alpha from the first MIDI input, or the one whose name contains NAME")
+    p.add_argument("--midi-map", metavar="FILE", help="MIDI mapping YAML (default: configs/midi.yaml)")
+    p.add_argument("--midi-list", action="store_true", help="list the MIDI inputs and exit")
+    p.add_argument("--record", metavar="OUT", help="record what is shown from the start (r stops and restarts); "
+                   "also writes OUT's alpha track as NAME.keyframes.yaml")
+    p.add_argument("--stats-json", metavar="FILE", help="write the end-of-run summary as JSON")
+    p.set_defaults(run=run_live)
+
+
+_LIVE_FLAGS = ("source", "model", "device", "precision", "size", "scale", "input_size", "fps", "loop", "headless",
+               "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "midi",
+               "midi_map", "record", "stats_json")
+
+
+def run_live(args: argparse.Namespace) -> int:
+    from stream.config import load_live_config
+    from stream.live import run_live as run
+
+    if args.midi_list:
+        from stream.controls import list_midi_inputs
+
+        inputs = list_midi_inputs()
+        print("\n".join(f"{i}: {name}" for i, name in inputs) if inputs else "no MIDI input devices found")
+        return 0
+    overrides = {}
+    for key in _LIVE_FLAGS:
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = (value, "--" + key.replace("_", "-"))
+    config = load_live_config(args.config, overrides)
+    run(config)
+    return 0
 
 
 # --- render -----------------------------------------------------------------------------------
@@ -105,7 +166,24 @@ def run_render(args: argparse.Namespace) -> int:
 # --- train ------------------------------------------------------------------------------------
 
 def add_train(sub) -> None:
-    _stub(sub, "train", "train a Dynamic-Net style model from a YAML config", "Training module")
+    p = sub.add_parser(
+        "train", help="train a Dynamic-Net style model from a YAML config",
+        description="Train a Dynamic-Net: the main net on objective O0, then tuning blocks on O1 "
+                    "(docs/training.md). Also runs under `torchrun --nproc_per_node N -m train`.")
+    p.add_argument("--config", "-c", metavar="YAML",
+                   help="training config: a path, or a shipped name (smoke, strength, style-a-to-b, dual)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set schedule.main.steps=2000 (repeatable)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: the config's out, else runs/NAME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the output folder from its last checkpoint")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from train.command import run
+
+    return run(args.config, args.sets, args.out, args.resume)
 
 
 # --- bench ------------------------------------------------------------------------------------
@@ -232,6 +310,49 @@ def add_generate(sub) -> None:
     _stub(sub, "generate", "generate an image grid from a Dynamic DCGAN over an alpha sweep", "Dynamic DCGAN")
 
 
+# --- eval -------------------------------------------------------------------------------------
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="content and style losses of a style model over an alpha sweep",
+                       description="Measure a style model on held-out images: content loss and the style loss "
+                                   "against each objective's style image, at each alpha.")
+    p.add_argument("model", help="zoo name or checkpoint path")
+    p.add_argument("--images", type=Path, default=Path("data/demo/heldout"),
+                   help="folder of held-out images (default: data/demo/heldout from fetch-demo)")
+    p.add_argument("--styles", type=Path, help="folder holding the style images, if not at their recorded paths")
+    p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="comma-separated alpha values")
+    p.add_argument("--loss-net", help="loss network source (default: the one the model was trained with)")
+    p.add_argument("--size", type=int, default=256, help="shorter side of the images, in pixels")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--sheet", type=Path, help="also write an alpha-sweep preview sheet (PNG) of the first 3 images")
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    import nets
+    from train.evaluate import evaluate, sweep_sheet
+
+    try:
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+    except ValueError:
+        raise DynastreamError(f"--alphas must be comma-separated numbers, not {args.alphas!r}") from None
+    net = nets.load(args.model)
+    result = evaluate(net, args.images, alphas=alphas, styles_dir=args.styles,
+                      loss_net=args.loss_net, size=args.size)
+    print(result.table())
+    if "higher" in result.style:
+        mono = result.monotonic()
+        print(f"O1 style loss falls monotonically: {'yes' if mono['style_falls'] else 'no'}; "
+              f"content loss rises monotonically: {'yes' if mono['content_rises'] else 'no'}")
+    if args.json:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if args.sheet:
+        print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
+    return 0
+
+
 # --- models -----------------------------------------------------------------------------------
 
 def add_models(sub) -> None:
@@ -260,7 +381,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------
 
-COMMANDS = (add_live, add_render, add_train, add_bench, add_export, add_models, add_generate)
+COMMANDS = (add_live, add_render, add_train, add_bench, add_export, add_models, add_generate, add_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,16 +1,19 @@
 """Frame sources. Each fills ring slots in place (``read_into``) and ``pump`` runs one in a thread.
 
-So far: video files and URLs decoded with PyAV. Camera, images and the demo clip join them with
-the live pipeline.
+Video files and URLs (PyAV), cameras (OpenCV), images and folders of images, and the built-in demo
+clip; ``open_source`` picks one from what the user typed.
 """
 
+import math
+import sys
 import threading
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol, Union
 
 import av
+import cv2
 import numpy as np
 
 from nets.errors import DynastreamError
@@ -145,3 +148,286 @@ def pump(source: Source, ring: FrameRing, stop: threading.Event, errors: list) -
         errors.append(e)
     finally:
         ring.close()
+
+
+class _Pacer:
+    """Releases frames on a stream clock: ``wait_until(t)`` returns at start + t (wall clock)."""
+
+    def __init__(self):
+        self._started_at: Optional[float] = None
+
+    def wait_until(self, time_s: float) -> None:
+        now = time.perf_counter()
+        if self._started_at is None:
+            self._started_at = now - time_s
+        delay = self._started_at + time_s - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+class CameraError(SourceError):
+    def __init__(self, message: str, tried: str, reason: str):
+        super().__init__(message)
+        self.tried, self.reason = tried, reason
+
+
+class CameraSource:
+    """A camera opened with OpenCV by index (0) or device path (/dev/video0).
+
+    A reader thread grabs frames as fast as the camera delivers them and keeps only the newest, so
+    a slow consumer never sees stale buffered frames: ``read_into`` waits for a frame newer than
+    the one it handed out last. A camera that stops delivering for ``stall_timeout_s`` ends the
+    stream (``end_reason`` says why) instead of hanging the pipeline. OpenCV also opens video files
+    through the same call, which the tests use in place of camera hardware.
+    """
+
+    def __init__(self, device: Union[int, str], size_wh: Optional[tuple[int, int]] = None,
+                 fps: Optional[float] = None, open_timeout_s: float = 3.0, stall_timeout_s: float = 2.0):
+        self.name = f"camera {device}"
+        tried = f"/dev/video{device}" if isinstance(device, int) and sys.platform.startswith("linux") \
+            else (f"index {device}" if isinstance(device, int) else str(device))
+        self.tried = tried
+        self.stall_timeout_s = stall_timeout_s
+        self.end_reason = ""
+        if isinstance(device, str) and "://" not in device and not Path(device).exists():
+            self._fail(device, tried, "no such device")
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we say it in one sentence
+        try:
+            self._cap = cv2.VideoCapture(device)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
+        if not self._cap.isOpened():
+            self._cap.release()
+            self._fail(device, tried, "no camera there, or it is busy")
+        if size_wh is not None:
+            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, size_wh[0])
+            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size_wh[1])
+        if fps is not None:
+            self._cap.set(cv2.CAP_PROP_FPS, fps)
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._rgb_hwc_u8: Optional[np.ndarray] = None
+        self._seq = 0            # frames the reader has grabbed
+        self._handed = 0         # the reader's count at the last frame handed out
+        self._grabbed_at = 0.0
+        self._t0: Optional[float] = None
+        self._ended = False
+        self._reader = threading.Thread(target=self._read_loop, name="camera-reader", daemon=True)
+        self._reader.start()
+        with self._cond:
+            self._cond.wait_for(lambda: self._seq > 0 or self._ended, timeout=open_timeout_s)
+            first = self._rgb_hwc_u8
+        if first is None:
+            self.close()
+            why = "it opened but delivered no frame" + ("" if self._ended else f" within {open_timeout_s:g} s")
+            self._fail(device, tried, why + ", so another program may be using it")
+        self.shape_hwc = first.shape
+        reported = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(reported) if reported and 0 < reported < 1000 else float(fps or 30.0)
+
+    @staticmethod
+    def _fail(device, tried: str, reason: str):
+        raise CameraError(f"could not open camera {device} (tried {tried} with OpenCV: {reason}); "
+                          "use --source demo for the built-in clip, or --source FILE", tried, reason)
+
+    def _read_loop(self) -> None:
+        bgr: Optional[np.ndarray] = None
+        try:
+            while not self._stop.is_set():
+                ok, img = self._cap.read(bgr)  # reuses ``bgr`` once its shape is known
+                if not ok or img is None:
+                    self.end_reason = f"{self.name} stopped delivering frames"
+                    break
+                bgr = img
+                now = time.perf_counter()
+                with self._cond:
+                    if self._rgb_hwc_u8 is None:
+                        self._rgb_hwc_u8 = np.empty(img.shape, np.uint8)
+                        self._t0 = now
+                    elif img.shape != self._rgb_hwc_u8.shape:
+                        self.end_reason = f"{self.name} changed its frame size mid-stream"
+                        break
+                    cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=self._rgb_hwc_u8)
+                    self._seq += 1
+                    self._grabbed_at = now
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def read_into(self, frame: Frame) -> bool:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._seq > self._handed or self._ended, self.stall_timeout_s):
+                self.end_reason = f"{self.name} stopped delivering frames (none for {self.stall_timeout_s:g} s)"
+                return False
+            if self._seq == self._handed:  # ended, nothing new
+                return False
+            np.copyto(frame.rgb_hwc_u8, self._rgb_hwc_u8)
+            self._handed = self._seq
+            frame.index, frame.pts = self._seq - 1, -1
+            frame.time_s = self._grabbed_at - self._t0
+            frame.captured_at = self._grabbed_at
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.join(timeout=2.0)
+        if not self._reader.is_alive():  # a reader stuck in a driver call keeps the device open
+            self._cap.release()
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _read_image_bgr(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SourceError(f"cannot read {path} as an image")
+    return img
+
+
+class ImageSource:
+    """One image (a still that repeats for as long as the stream runs) or a folder of images (played
+    in name order at ``fps``, looping with ``loop``). Images of another size than the first (or
+    than ``size_wh``) are resized to it."""
+
+    def __init__(self, path: str, fps: Optional[float] = None, loop: bool = False,
+                 size_wh: Optional[tuple[int, int]] = None, pace: bool = True):
+        p = Path(path)
+        self.name = str(path)
+        if p.is_dir():
+            self._files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            if not self._files:
+                raise SourceError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif p.is_file():
+            self._files = [p]
+        else:
+            raise SourceError(f"image {path} does not exist")
+        first = _read_image_bgr(self._files[0])
+        w, h = size_wh or (first.shape[1], first.shape[0])
+        self.shape_hwc = (h, w, 3)
+        self.fps = float(fps or 30.0)
+        self.still = len(self._files) == 1
+        self.loop, self.pace = loop, pace
+        self._bgr_hwc_u8 = np.empty(self.shape_hwc, np.uint8)
+        self._still_rgb: Optional[np.ndarray] = None
+        if self.still:
+            self._still_rgb = np.empty(self.shape_hwc, np.uint8)
+            self._to_rgb(first, self._still_rgb)
+        self._index = 0
+        self._pacer = _Pacer()
+        self.end_reason = ""
+
+    def _to_rgb(self, bgr: np.ndarray, out_hwc_u8: np.ndarray) -> None:
+        if bgr.shape != self.shape_hwc:
+            bgr = cv2.resize(bgr, (self.shape_hwc[1], self.shape_hwc[0]), dst=self._bgr_hwc_u8,
+                             interpolation=cv2.INTER_AREA)
+        cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=out_hwc_u8)
+
+    def read_into(self, frame: Frame) -> bool:
+        i = self._index
+        if self.still:
+            np.copyto(frame.rgb_hwc_u8, self._still_rgb)
+        else:
+            if i >= len(self._files) and not self.loop:
+                return False
+            self._to_rgb(_read_image_bgr(self._files[i % len(self._files)]), frame.rgb_hwc_u8)
+        frame.index, frame.pts, frame.time_s = i, i, i / self.fps
+        self._index += 1
+        if self.pace:
+            self._pacer.wait_until(frame.time_s)
+        frame.captured_at = time.perf_counter()
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+DEMO_IMAGE = Path(__file__).resolve().parent / "assets" / "demo.jpg"
+DEMO_SIZE_WH = (640, 480)
+
+
+class DemoSource:
+    """The built-in moving clip: a slow pan and zoom over a picture shipped in the package
+    (``stream/assets/demo.jpg``, see its CREDITS.md). Endless, deterministic in the frame index."""
+
+    def __init__(self, size_wh: Optional[tuple[int, int]] = None, fps: Optional[float] = None, pace: bool = True):
+        self.name = "demo"
+        w, h = size_wh or DEMO_SIZE_WH
+        self.shape_hwc = (h, w, 3)
+        self.fps = float(fps or 30.0)
+        self.pace = pace
+        self._picture_rgb = cv2.cvtColor(_read_image_bgr(DEMO_IMAGE), cv2.COLOR_BGR2RGB)
+        ph, pw = self._picture_rgb.shape[:2]
+        fit = min(pw / w, ph / h)                      # the largest crop of the output's aspect
+        self._crop_wh = (w * fit, h * fit)
+        self._affine = np.zeros((2, 3), np.float64)    # output pixel -> picture pixel
+        self._index = 0
+        self._pacer = _Pacer()
+        self.end_reason = ""
+
+    def _place(self, t: float) -> None:
+        ph, pw = self._picture_rgb.shape[:2]
+        zoom = 1.15 + 0.3 * (0.5 - 0.5 * math.cos(2 * math.pi * t / 14.0))
+        cw, ch = self._crop_wh[0] / zoom, self._crop_wh[1] / zoom
+        cx = pw / 2 + (pw - cw) / 2 * 0.9 * math.sin(2 * math.pi * t / 19.0)
+        cy = ph / 2 + (ph - ch) / 2 * 0.9 * math.sin(2 * math.pi * t / 23.0 + 1.0)
+        s = cw / self.shape_hwc[1]
+        self._affine[0, 0] = self._affine[1, 1] = s
+        self._affine[0, 2], self._affine[1, 2] = cx - cw / 2, cy - ch / 2
+
+    def read_into(self, frame: Frame) -> bool:
+        i = self._index
+        t = i / self.fps
+        self._place(t)
+        cv2.warpAffine(self._picture_rgb, self._affine, (self.shape_hwc[1], self.shape_hwc[0]),
+                       dst=frame.rgb_hwc_u8, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_REFLECT)
+        frame.index, frame.pts, frame.time_s = i, i, t
+        self._index += 1
+        if self.pace:
+            self._pacer.wait_until(t)
+        frame.captured_at = time.perf_counter()
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def _camera_device(spec: str) -> Optional[Union[int, str]]:
+    if spec.isdigit():
+        return int(spec)
+    if spec.startswith("/dev/video"):
+        return spec
+    return None
+
+
+def open_source(spec: Optional[str], *, size_wh: Optional[tuple[int, int]] = None, fps: Optional[float] = None,
+                loop: bool = False, notice: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> Source:
+    """The source a user names: ``demo``; a camera index (``0``) or device path (``/dev/video0``);
+    a video file or URL (paced at its frame rate, ``loop`` restarts it); an image or a folder of
+    images. ``None`` tries camera 0 and, if none opens, says so through ``notice`` and uses the demo
+    clip. ``size_wh`` and ``fps`` are what to ask of a camera, the demo and images."""
+    if spec is None:
+        try:
+            return CameraSource(0, size_wh, fps)
+        except CameraError as e:
+            notice(f"no camera found ({e.tried}: {e.reason}), showing the built-in demo clip (--source demo)")
+            return DemoSource(size_wh, fps)
+    if spec == "demo":
+        return DemoSource(size_wh, fps)
+    device = _camera_device(spec)
+    if device is not None:
+        return CameraSource(device, size_wh, fps)
+    path = Path(spec)
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(spec, fps, loop, size_wh)
+    if "://" not in spec and not path.exists():
+        raise SourceError(f"source {spec} does not exist (not demo, a camera index, a file, a folder or a URL)")
+    if size_wh is not None or fps is not None:
+        raise SourceError("--input-size and --fps apply to cameras, images and the demo clip; a video file "
+                          "plays at its own size and rate (use --size for the processing size)")
+    return VideoFileSource(spec, pace=True, loop=loop)

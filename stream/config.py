@@ -1,0 +1,185 @@
+"""YAML -> the live pipeline's dataclasses (configs/live.yaml, configs/midi.yaml).
+
+Called by the CLI only. Unknown keys are refused naming the key; every value is checked and a bad
+one is named with where it came from (``live.yaml: size`` or ``--size``).
+"""
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import yaml
+
+import configs
+from nets.errors import DynastreamError
+from stream.controls import ControllerConfig, ControlsError, MidiMap
+from stream.live import LiveConfig
+
+DEFAULT_LIVE = configs.path("live.yaml")
+DEFAULT_MIDI = configs.path("midi.yaml")
+
+
+class ConfigError(DynastreamError):
+    pass
+
+
+def parse_size(value: Any, label: str) -> tuple[int, int]:
+    """'320x240' -> (320, 240), both positive."""
+    parts = str(value).strip().lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"bad {label} {value!r}: use WIDTHxHEIGHT with positive numbers, such as 320x240")
+    return int(parts[0]), int(parts[1])
+
+
+def _opt(convert: Callable) -> Callable:
+    return lambda v, label: None if v is None else convert(v, label)
+
+
+def _str(v, label):
+    if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+        raise ConfigError(f"{label} must be a text, not {v!r}")
+    return str(v)
+
+
+def _bool(v, label):
+    if not isinstance(v, bool):
+        raise ConfigError(f"{label} must be true or false, not {v!r}")
+    return v
+
+
+def _int_at_least(low: int) -> Callable:
+    def convert(v, label):
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).strip().lstrip("-").isdigit() \
+                or int(v) < low:
+            raise ConfigError(f"{label} must be a whole number >= {low}, not {v!r}")
+        return int(v)
+    return convert
+
+
+def _positive(v, label):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{label} must be a number, not {v!r}") from None
+    if isinstance(v, bool) or not f > 0:
+        raise ConfigError(f"{label} must be a number > 0, not {v!r}")
+    return f
+
+
+def _models(v, label):
+    names = v if isinstance(v, (list, tuple)) else str(v).split(",")
+    names = tuple(str(n).strip() for n in names if str(n).strip())
+    if not names:
+        raise ConfigError(f"{label} names no model")
+    return names
+
+
+_LIVE_FIELDS: dict[str, Callable] = {
+    "source": _opt(_str), "model": _models, "device": _str, "precision": _str,
+    "size": _opt(parse_size), "scale": _opt(_positive),
+    "input_size": _opt(parse_size), "fps": _opt(_positive),
+    "loop": _bool, "headless": _bool, "frames": _int_at_least(0),
+    "window": _opt(parse_size), "fullscreen": _bool, "hud": _bool,
+    "save_dir": _str, "ring_slots": _int_at_least(2), "threads": _int_at_least(0),
+    "keyframes": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
+}
+_CONTROL_FIELDS: dict[str, Callable] = {
+    "slew": lambda v, label: 0.0 if v == 0 else _positive(v, label), "step": _positive,
+    "fine_step": _positive, "lfo_period": _positive, "initial": _opt(lambda v, label: float(_number(v, label))),
+    "presets": _opt(lambda v, label: _presets(v, label)),
+}
+_MIDI_FIELDS = ("enabled", "device", "map")
+
+
+def _number(v, label):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{label} must be a number, not {v!r}")
+    return v
+
+
+def _presets(v, label):
+    if not isinstance(v, list) or len(v) != 10:
+        raise ConfigError(f"{label} must be a list of 10 entries (keys 0-9)")
+    out = []
+    for i, p in enumerate(v):
+        out.append(tuple(float(_number(x, f"{label}[{i}]")) for x in p) if isinstance(p, list)
+                   else float(_number(p, f"{label}[{i}]")))
+    return tuple(out)
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where} is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys to values")
+    return data
+
+
+def _unknown(data: dict, known, where: str) -> None:
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+
+
+def load_midi_map(path: Union[str, Path]) -> MidiMap:
+    path = Path(path)
+    try:
+        return MidiMap.from_dict(_read_yaml(path, "MIDI map"), where=str(path))
+    except ControlsError as e:
+        raise ConfigError(str(e)) from None
+
+
+def load_live_config(path: Optional[Union[str, Path]] = None,
+                     overrides: Optional[dict[str, tuple[Any, str]]] = None) -> LiveConfig:
+    """``path`` (default configs/live.yaml), then ``overrides``: key -> (value, label), e.g.
+    ``{"size": ("320x240", "--size")}``; keys are those of live.yaml, plus ``midi``,
+    ``midi_device``, ``midi_map`` and ``presets``-style control keys as ``controls.<key>``."""
+    path = Path(path) if path is not None else DEFAULT_LIVE
+    data = _read_yaml(path, "live config")
+    name = path.name
+    _unknown(data, [*_LIVE_FIELDS, "controls", "midi"], name)
+    values: dict[str, Any] = {}
+    for key, convert in _LIVE_FIELDS.items():
+        if key in data:
+            values[key] = convert(data[key], f"{name}: {key}")
+    controls_data = data.get("controls") or {}
+    if not isinstance(controls_data, dict):
+        raise ConfigError(f"{name}: controls must be a mapping")
+    _unknown(controls_data, _CONTROL_FIELDS, f"{name}: controls")
+    controls = {k: _CONTROL_FIELDS[k](v, f"{name}: controls.{k}") for k, v in controls_data.items()}
+    midi_data = data.get("midi") or {}
+    if not isinstance(midi_data, dict):
+        raise ConfigError(f"{name}: midi must be a mapping")
+    _unknown(midi_data, _MIDI_FIELDS, f"{name}: midi")
+    midi_enabled = _bool(midi_data.get("enabled", False), f"{name}: midi.enabled")
+    midi_device = _str(midi_data.get("device") or "", f"{name}: midi.device")
+    midi_map_path: Path = path.parent / str(midi_data["map"]) if midi_data.get("map") else DEFAULT_MIDI
+
+    for key, (value, label) in (overrides or {}).items():
+        if key == "midi":
+            midi_enabled, midi_device = True, value
+        elif key == "midi_map":
+            midi_map_path = Path(value)
+        elif key.startswith("controls."):
+            controls[key[9:]] = _CONTROL_FIELDS[key[9:]](value, label)
+        else:
+            values[key] = _LIVE_FIELDS[key](value, label)
+            if key in ("size", "scale"):  # the command line's choice replaces the file's other one
+                values["scale" if key == "size" else "size"] = None
+    if values.get("size") is not None and values.get("scale") is not None:
+        raise ConfigError("give a processing size or a scale, not both")
+    if "model" in values:
+        values["models"] = values.pop("model")
+    try:
+        controller = ControllerConfig(**controls)
+    except ControlsError as e:
+        raise ConfigError(f"{name}: {e}") from None
+    midi_map = load_midi_map(midi_map_path) if midi_enabled else MidiMap()
+    return dataclasses.replace(LiveConfig(), **values, controls=controller, midi=midi_enabled,
+                               midi_device=midi_device, midi_map=midi_map)

@@ -1,0 +1,631 @@
+"""The live pipeline: source thread -> ring -> inference thread -> ring -> main thread (display).
+
+```
+ source thread (pump)     inference thread                          main thread (pygame)
+ camera/file/demo --ring(latest)--> α snapshot, engine.run --ring(latest)--> window + HUD, keys, MIDI
+                                                                        --ring(block)--> writer thread
+```
+
+The two live rings use the ``latest`` policy: a slow stage drops the oldest frame (counted), so
+latency stays bounded. The recording ring blocks instead: every frame shown while recording is on
+is written. The controller is read once per frame by the inference thread and the α it returned
+travels with the frame (``Frame.alpha``). pygame must stay on the main thread.
+"""
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+import nets
+from nets.errors import DynastreamError
+from stream.controls import (Action, AlphaController, Command, ControllerConfig, ControlsError, MidiInput,
+                             MidiMap, handle_event, open_midi)
+from stream.display import HudInfo, Window
+from stream.engine import Engine, EngineConfig, pick_device
+from stream.keyframes import load_track
+from stream.ring import Frame, FrameRing
+from stream.sources import Source, open_source, pump
+from stream.writer import Recorder, check_output
+
+CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
+SIZE_MULTIPLE = 4             # automatic sizes divide by 4: the net's two stride-2 levels need no crop
+RECORD_SLOTS = 8             # frames the recording ring absorbs before the display waits for the writer
+_LATENCY_CAPACITY = 1 << 16
+
+
+class LiveError(DynastreamError):
+    pass
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    source: Optional[str] = None                  # None: camera 0, else the demo clip
+    models: tuple[str, ...] = ("untrained:lite",)  # `m` cycles through these, then the zoo's
+    device: str = "auto"
+    precision: str = "auto"
+    size: Optional[tuple[int, int]] = None        # processing WxH
+    scale: Optional[float] = None                 # processing size = source size x scale
+    input_size: Optional[tuple[int, int]] = None  # asked of a camera; the demo's / images' size
+    fps: Optional[float] = None                   # asked of a camera; the demo's / images' rate
+    loop: bool = False
+    headless: bool = False
+    frames: int = 0                               # stop after this many frames shown; 0 = no limit
+    window: Optional[tuple[int, int]] = None      # window WxH; None = the source's size, at most 1280x720
+    fullscreen: bool = False
+    hud: bool = True
+    save_dir: str = "."                           # screenshots, and recordings started without --record
+    ring_slots: int = 3
+    threads: int = 0                              # torch CPU threads; 0 = torch's default
+    controls: ControllerConfig = ControllerConfig()
+    keyframes: Optional[str] = None               # an α track (YAML or CSV, stream.keyframes)
+    midi: bool = False
+    midi_device: str = ""                         # part of the device name; "" = the first input
+    midi_map: MidiMap = MidiMap()
+    record: Optional[str] = None                  # record from the start into this file (r toggles)
+    stats_json: Optional[str] = None
+
+
+@dataclass
+class LiveStats:
+    source: str
+    model: str
+    device: str
+    size: str                       # processing WxH
+    captured: int = 0               # frames the source delivered into the pipeline
+    processed: int = 0              # frames stylized
+    shown: int = 0                  # frames displayed (headless: handed to the main thread)
+    dropped: int = 0                # frames overwritten unread in either ring
+    skipped_while_paused: int = 0
+    recorded: int = 0               # frames written to recordings
+    recordings: list = field(default_factory=list)   # files written: video, keyframes, ...
+    elapsed_s: float = 0.0
+    fps: float = 0.0                # shown frames per second, first to last shown frame
+    latency_ms_p50: float = math.nan   # capture -> shown (after the window flip)
+    latency_ms_p95: float = math.nan
+    infer_ms_p50: float = math.nan
+    ended_by: str = ""
+
+    def summary(self) -> str:
+        return (f"live: {self.shown} frames shown, {self.processed} processed, {self.captured} captured, "
+                f"{self.dropped} dropped in {self.elapsed_s:.1f} s; {self.fps:.1f} fps; latency "
+                f"p50 {self.latency_ms_p50:.0f} ms, p95 {self.latency_ms_p95:.0f} ms; inference p50 "
+                f"{self.infer_ms_p50:.0f} ms ({self.model} on {self.device} at {self.size}); "
+                + (f"{self.recorded} frames recorded; " if self.recorded else "")
+                + f"ended by {self.ended_by}")
+
+    def write_json(self, path: str) -> None:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        data = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, target)
+
+
+class _Samples:
+    """Durations in a preallocated circular buffer (the most recent 65536)."""
+
+    def __init__(self):
+        self._values = np.zeros(_LATENCY_CAPACITY, np.float64)
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self._values[self.count % _LATENCY_CAPACITY] = value
+        self.count += 1
+
+    def percentile(self, q: float) -> float:
+        n = min(self.count, _LATENCY_CAPACITY)
+        return float(np.percentile(self._values[:n], q)) if n else math.nan
+
+    def last(self) -> float:
+        return float(self._values[(self.count - 1) % _LATENCY_CAPACITY]) if self.count else 0.0
+
+
+def processing_size(source_wh: tuple[int, int], size: Optional[tuple[int, int]], scale: Optional[float],
+                    device_type: str) -> tuple[int, int]:
+    if size is not None:
+        return size
+    w, h = source_wh
+    if scale is None:
+        scale = min(1.0, math.sqrt(CPU_AUTO_PIXELS / (w * h))) if device_type == "cpu" else 1.0
+    m = SIZE_MULTIPLE
+    return max(m * 4, round(w * scale / m) * m), max(m * 4, round(h * scale / m) * m)
+
+
+def window_size(source_wh: tuple[int, int], window: Optional[tuple[int, int]]) -> tuple[int, int]:
+    if window is not None:
+        return window
+    w, h = source_wh
+    s = min(1.0, 1280 / w, 720 / h)
+    return max(160, round(w * s)), max(120, round(h * s))
+
+
+def _model_label(net) -> tuple[str, bool]:
+    return net.meta.get("name", "?"), bool(net.meta.get("provenance", {}).get("untrained"))
+
+
+def _check_style(net, name: str) -> None:
+    if net.kind != "style":
+        raise LiveError(f"model {name} is a {net.kind} generator, not a style model; its live view lands "
+                        "with the Dynamic DCGAN issue")
+
+
+def _notice(message: str) -> None:
+    print(f"dynastream: {message}", file=sys.stderr)
+
+
+class _Take:
+    """One recording: the frames shown while it is on go through a blocking ring (nothing lost) to
+    a writer thread that encodes them with ``stream.writer.Recorder`` (the video and, next to it,
+    the α track as performed). ``stop`` lets the writer finish the files in the background."""
+
+    def __init__(self, target: Path, size_wh: tuple[int, int], sites: tuple[str, ...], fps: float):
+        w, h = size_wh
+        self.target = target
+        self.n_sites = len(sites)
+        self.recorder = Recorder(target, w, h, sites, fps=fps)
+        self.ring = FrameRing(RECORD_SLOTS, (h, w, 3), "block", n_alpha=self.n_sites)
+        self.frames = 0
+        self.result: Optional[tuple[Path, Optional[Path]]] = None
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._write_loop, name="recorder", daemon=True)
+        self.thread.start()
+
+    def _write_loop(self) -> None:
+        try:
+            while (frame := self.ring.acquire_read()) is not None:
+                try:
+                    self.recorder.write(frame)
+                finally:
+                    self.ring.release(frame)
+            self.result = self.recorder.close()
+        except BaseException as e:
+            self.error = e
+            self.recorder.abort()
+            self.ring.close()   # the main thread stops pushing
+
+    def push(self, frame: Frame) -> bool:
+        """Queue a copy of a shown frame; waits while the ring is full. False once the writer failed."""
+        slot = self.ring.acquire_write()
+        if slot is None:
+            return False
+        np.copyto(slot.rgb_hwc_u8, frame.rgb_hwc_u8)
+        slot.copy_meta_from(frame)
+        slot.alpha[:] = frame.alpha
+        self.ring.commit(slot)
+        self.frames += 1
+        return True
+
+    def stop(self) -> None:
+        self.ring.close()
+
+    def outcome(self) -> str:
+        if self.error is not None:
+            return f"recording {self.target} failed and was not kept: {self.error}"
+        video, keyframes = self.result
+        if keyframes is None:
+            return f"recording {video}: no frames, nothing written"
+        return f"recorded {video} ({self.frames} frames) and its alpha track {keyframes}"
+
+
+class LivePipeline:
+    """One live session. ``on_shown(frame)`` runs on the main thread for each frame after it is
+    shown."""
+
+    def __init__(self, config: LiveConfig, on_shown: Optional[Callable[[Frame], None]] = None,
+                 notice: Callable[[str], None] = _notice, report: Callable[[str], None] = print,
+                 source: Optional[Source] = None):
+        self.config = config
+        self.source = source          # an already opened source replaces config.source
+        self.on_shown = on_shown
+        self.notice = notice
+        self.report = report
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.paused = False
+        self.want_original = False
+        self._pending = None          # (engine or None, prepared net, net, name) from the loader thread
+        self._loader: Optional[threading.Thread] = None
+        self._loader_message = ""
+        self._originals: dict[int, np.ndarray] = {}
+        self._latency = _Samples()
+        self._infer = _Samples()
+        self.processed = 0
+        self.skipped_while_paused = 0
+        self._first_shown = self._last_shown = 0.0
+        self._take: Optional[_Take] = None
+        self._finishing: list[_Take] = []
+        self._takes = 0
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def _model_cycle(self) -> list[str]:
+        names = list(self.config.models)
+        names += [e.name for e in nets.zoo_entries() if e.kind == "style" and e.name not in names]
+        return names
+
+    def _open(self) -> None:
+        c = self.config
+        if c.record is not None:   # refused before any work: a missing or unwritable folder, the input itself
+            check_output(c.record, [c.source] if c.source and Path(c.source).is_file() else [])
+        self.model_names = self._model_cycle()
+        self.model_index = 0
+        net = nets.load(self.model_names[0])
+        _check_style(net, self.model_names[0])
+        device = pick_device(c.device)
+        track = load_track(c.keyframes, net.sites, net.alpha_range) if c.keyframes else None
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        if self.source is None:
+            self.source = open_source(c.source, size_wh=c.input_size, fps=c.fps, loop=c.loop, notice=self.notice)
+        h, w = self.source.shape_hwc[:2]
+        self.controller = AlphaController(net.sites, net.alpha_range, c.controls, track, self.source.fps)
+        self.window: Optional[Window] = None
+        if not c.headless:
+            self.window = Window(window_size((w, h), c.window), f"dynastream - {self.source.name}",
+                                 c.fullscreen, c.hud, c.save_dir)
+        self.size_wh = processing_size((w, h), c.size, c.scale, device.type)
+        self.engine_config = EngineConfig(device=c.device, precision=c.precision, size_wh=self.size_wh,
+                                          channels_last=True, max_batch=1)
+        self.engine = Engine(net, self.engine_config, (h, w))
+        self._warm_up(self.engine)
+        self.net = net
+        self.midi: Optional[MidiInput] = None
+        if c.midi:
+            try:
+                self.midi = open_midi(c.midi_device)
+                self.notice(f"MIDI input: {self.midi.name}")
+            except ControlsError as e:
+                self.notice(f"warning: {e}; the keys still work")
+        slots, n_sites = max(2, c.ring_slots), len(net.sites)
+        self.in_ring = FrameRing(slots, self.source.shape_hwc, "latest")
+        self.out_ring = FrameRing(slots, (self.size_wh[1], self.size_wh[0], 3), "latest", n_alpha=n_sites)
+        name, untrained = _model_label(net)
+        self.hud = HudInfo(model=name, untrained=untrained, device=str(self.engine.device), size_wh=self.size_wh,
+                           sites=net.sites, alpha_range=net.alpha_range)
+        self.stats = LiveStats(source=self.source.name, model=name, device=str(self.engine.device),
+                               size=f"{self.size_wh[0]}x{self.size_wh[1]}")
+        note = " (untrained: random weights, the picture is a placeholder until trained models ship)" if untrained else ""
+        self.report(f"live: {self.source.name} {w}x{h} -> {name}{note} on {self.engine.device} at "
+                    f"{self.size_wh[0]}x{self.size_wh[1]}" + ("" if c.headless else "; h shows the keys, q quits"))
+        if c.record is not None:
+            self._start_take()
+
+    def _warm_up(self, engine: Engine) -> None:
+        """First calls allocate and pick kernels; keep that out of the first frames' latency."""
+        frame = np.zeros((*engine.in_hw, 3), np.uint8)
+        alpha = np.zeros((1, engine.n_sites), np.float32)
+        for _ in range(2):
+            engine.run([frame], alpha)
+
+    # -- inference thread ---------------------------------------------------------------------
+
+    def _apply_pending_model(self) -> None:
+        pending, self._pending = self._pending, None
+        engine, prepared, net, name = pending
+        if engine is not None:
+            self.engine = engine
+        else:
+            self.engine.use(prepared)
+        self.net = net
+        self.controller.set_model(net.sites, net.alpha_range)
+        label, untrained = _model_label(net)
+        self.hud.model, self.hud.untrained = label, untrained
+        self.hud.sites, self.hud.alpha_range = net.sites, net.alpha_range
+        self.stats.model = label
+
+    def _infer_loop(self) -> None:
+        in_ring, out_ring, controller = self.in_ring, self.out_ring, self.controller
+        batch: list[np.ndarray] = [np.zeros(0, np.uint8)]
+        alpha_bs = np.zeros((1, self.engine.n_sites), np.float32)
+        held_rgb = np.empty(self.source.shape_hwc, np.uint8)   # the picture kept while paused
+        held = Frame(held_rgb)
+        holding = False
+        try:
+            while not self.stop.is_set():
+                src = in_ring.acquire_read(timeout=0.1)
+                if src is None:
+                    if in_ring.drained:
+                        break
+                    continue
+                if self._pending is not None:
+                    self._apply_pending_model()
+                    alpha_bs = np.zeros((1, self.engine.n_sites), np.float32)
+                start = time.perf_counter()
+                if self.paused:
+                    if holding:
+                        self.skipped_while_paused += 1
+                    else:
+                        np.copyto(held_rgb, src.rgb_hwc_u8)
+                        held.copy_meta_from(src)
+                        holding = True
+                    in_ring.release(src)
+                    src = held
+                    src.captured_at = start   # latency of a paused frame: processing + display only
+                else:
+                    holding = False
+                out = out_ring.acquire_write(timeout=1.0)
+                if out is None:
+                    if src is not held:
+                        in_ring.release(src)
+                    break
+                if out.alpha.shape[0] != alpha_bs.shape[1]:   # only after a model with another site count
+                    out.alpha = np.zeros(alpha_bs.shape[1], np.float32)
+                controller.snapshot(out.alpha, start, src.time_s, src.index)
+                alpha_bs[0] = out.alpha
+                batch[0] = src.rgb_hwc_u8
+                y = self.engine.run(batch, alpha_bs)
+                np.copyto(out.rgb_hwc_u8, y[0])
+                out.copy_meta_from(src)
+                if self.want_original:
+                    original = self._originals.get(id(out))
+                    if original is None:
+                        original = self._originals[id(out)] = np.empty(self.source.shape_hwc, np.uint8)
+                    np.copyto(original, src.rgb_hwc_u8)
+                if src is not held:
+                    in_ring.release(src)
+                self._infer.add(time.perf_counter() - start)
+                self.processed += 1
+                out_ring.commit(out)
+        except BaseException as e:  # raised again on the main thread after shutdown
+            self.errors.append(e)
+        finally:
+            out_ring.close()
+            in_ring.close()
+
+    # -- model switching (loader thread) ------------------------------------------------------
+
+    def _request_model(self, name: str) -> None:
+        if self._loader is not None and self._loader.is_alive():
+            self._message("still loading the previous model")
+            return
+        self._message(f"loading {name} ...")
+        self._loader = threading.Thread(target=self._load_model, args=(name,), name="model-loader", daemon=True)
+        self._loader.start()
+
+    def _load_model(self, name: str) -> None:
+        """Loads and prepares a model while the feed keeps running on the current one."""
+        try:
+            net = nets.load(name)
+            _check_style(net, name)
+            if len(net.sites) == self.engine.n_sites:
+                self._pending = (None, self.engine.prepare(net), net, name)
+            else:  # another site count: a fresh engine, swapped in by the inference thread
+                engine = Engine(net, self.engine_config, self.engine.in_hw)
+                self._warm_up(engine)
+                self._pending = (engine, engine.net, net, name)
+            self._loader_message = f"model {name}"
+        except DynastreamError as e:
+            self._loader_message = f"could not load {name}: {e}"
+
+    def _next_model(self) -> None:
+        if len(self.model_names) < 2:
+            self._message("no other model: pass several, e.g. --model A,B")
+            return
+        self.model_index = (self.model_index + 1) % len(self.model_names)
+        self._request_model(self.model_names[self.model_index])
+
+    def _message(self, text: str) -> None:
+        if self.window is not None:
+            self.window.message(text)
+        else:
+            self.notice(text)
+
+    # -- recording (main thread) --------------------------------------------------------------
+
+    def _next_take_path(self) -> Path:
+        self._takes += 1
+        c = self.config
+        if c.record is not None:
+            base = Path(c.record)
+            if self._takes == 1:
+                return base
+        else:
+            base = Path(c.save_dir) / f"dynastream-{time.strftime('%Y%m%d-%H%M%S')}.mp4"
+            if not base.exists():
+                return base
+        n = 2
+        while (path := base.with_name(f"{base.stem}-{n}{base.suffix}")).exists():
+            n += 1
+        return path
+
+    def _start_take(self) -> None:
+        target = self._next_take_path()
+        try:
+            self._take = _Take(target, self.size_wh, self.controller.sites, self.source.fps)
+        except DynastreamError as e:
+            if self._takes == 1 and self.config.record is not None:
+                raise
+            self._message(f"cannot record: {e}")
+            return
+        self.hud.recording = True
+        self._message(f"recording {target}")
+
+    def _stop_take(self, quiet: bool = False) -> None:
+        take, self._take = self._take, None
+        take.stop()
+        self._finishing.append(take)
+        self.stats.recorded += take.frames
+        self.hud.recording = False
+        if not quiet:
+            self._message(f"saving {take.target} ...")
+
+    def _record(self, frame: Frame) -> None:
+        take = self._take
+        if frame.alpha.shape[0] != take.n_sites:
+            self._stop_take()   # a model with other tuning sites: this take's α track cannot hold it
+        elif not take.push(frame):
+            self._stop_take()
+
+    def _report_takes(self, wait: bool = False) -> None:
+        for take in list(self._finishing):
+            if wait:
+                take.thread.join()
+            if not take.thread.is_alive():
+                self._finishing.remove(take)
+                outcome = take.outcome()
+                if take.result is not None and take.result[1] is not None:
+                    self.stats.recordings += [str(p) for p in take.result]
+                if wait or self.window is None:
+                    (self.notice if take.error is not None else self.report)(outcome)
+                else:
+                    self._message(outcome)
+
+    # -- main thread --------------------------------------------------------------------------
+
+    def _command(self, command: Command) -> Optional[str]:
+        """Carry out a command; returns why the run ends, if it does."""
+        a = command.action
+        w = self.window
+        if a == Action.QUIT:
+            return "quit"
+        if a == Action.NEXT_MODEL:
+            self._next_model()
+        elif a == Action.LOAD_MODEL:
+            self._request_model(command.model)
+        elif a == Action.PAUSE:
+            self.paused = not self.paused
+        elif a == Action.RECORD:
+            if self._take is None:
+                self._start_take()
+            else:
+                self._stop_take()
+        elif w is None:
+            pass
+        elif a == Action.VIEW:
+            w.cycle_view()
+            self.want_original = w.wants_original
+        elif a == Action.FULLSCREEN:
+            w.toggle_fullscreen()
+        elif a == Action.SCREENSHOT:
+            w.request_screenshot()
+        elif a == Action.HELP:
+            w.toggle_help()
+        return None
+
+    def _update_hud(self, frame: Frame) -> None:
+        hud, status = self.hud, self.controller.status()
+        hud.alpha, hud.target = frame.alpha, status.target
+        hud.edit_site, hud.lfo, hud.track, hud.paused = status.edit_site, status.lfo, status.track, self.paused
+        hud.dropped = self.in_ring.dropped + self.out_ring.dropped
+        hud.latency_ms = 1000 * self._latency.last()
+
+    def _main_loop(self) -> str:
+        out_ring, window, limit, hud = self.out_ring, self.window, self.config.frames, self.hud
+        timeout = 0.01 if window is not None else 0.1
+        while True:
+            if window is not None:
+                for event in window.events():
+                    command = handle_event(event, self.controller)
+                    if command is not None and (why := self._command(command)):
+                        return why
+            if self.midi is not None:
+                for command in self.config.midi_map.apply_all(self.midi.read(), self.controller):
+                    if why := self._command(command):
+                        return why
+            if self._loader_message:
+                self._message(self._loader_message)
+                self._loader_message = ""
+            if self._finishing:
+                self._report_takes()
+            frame = out_ring.acquire_read(timeout=timeout)
+            if frame is None:
+                if out_ring.drained:
+                    return "error" if self.errors else (getattr(self.source, "end_reason", "") or "end of stream")
+                continue
+            try:
+                if window is not None:
+                    self._update_hud(frame)
+                    original = self._originals.get(id(frame)) if self.want_original else None
+                    window.show(frame.rgb_hwc_u8, original, hud)
+                now = time.perf_counter()
+                self._latency.add(now - frame.captured_at)
+                if self.stats.shown == 0:
+                    self._first_shown = now
+                else:
+                    fps = 1.0 / max(now - self._last_shown, 1e-6)
+                    hud.fps = fps if hud.fps == 0 else 0.9 * hud.fps + 0.1 * fps
+                self._last_shown = now
+                self.stats.shown += 1
+                if self._take is not None and not self.paused:
+                    self._record(frame)
+                if self.on_shown is not None:
+                    self.on_shown(frame)
+            finally:
+                out_ring.release(frame)
+            if limit and self.stats.shown >= limit:
+                return f"--frames {limit}"
+
+    def run(self) -> LiveStats:
+        started = time.perf_counter()
+        try:
+            self._open()
+        except BaseException:
+            self._close_partial()
+            raise
+        threads = [threading.Thread(target=pump, args=(self.source, self.in_ring, self.stop, self.errors),
+                                    name="source", daemon=True),
+                   threading.Thread(target=self._infer_loop, name="inference", daemon=True)]
+        for t in threads:
+            t.start()
+        ended_by = "error"
+        try:
+            ended_by = self._main_loop()
+        except KeyboardInterrupt:
+            ended_by = "Ctrl-C"
+        finally:
+            self.stop.set()
+            self.in_ring.close()
+            self.out_ring.close()
+            for t in threads:
+                t.join(timeout=5.0)
+            self._close_partial(source_done=not threads[0].is_alive())
+            if self._take is not None:
+                self._stop_take(quiet=True)
+            self._report_takes(wait=True)
+            self._finish_stats(started, ended_by)
+            self.report(self.stats.summary())
+            if self.config.stats_json:
+                self.stats.write_json(self.config.stats_json)
+        if self.errors:
+            error = self.errors[0]
+            raise error
+        return self.stats
+
+    def _close_partial(self, source_done: bool = True) -> None:
+        if getattr(self, "midi", None) is not None:
+            self.midi.close()
+        if getattr(self, "window", None) is not None:
+            self.window.close()
+            self.window = None
+        if getattr(self, "source", None) is not None and source_done:
+            self.source.close()
+
+    def _finish_stats(self, started: float, ended_by: str) -> None:
+        s = self.stats
+        s.captured = self.in_ring.produced
+        s.processed = self.processed
+        s.skipped_while_paused = self.skipped_while_paused
+        s.dropped = self.in_ring.dropped + self.out_ring.dropped
+        s.elapsed_s = time.perf_counter() - started
+        span = self._last_shown - self._first_shown
+        s.fps = (s.shown - 1) / span if s.shown > 1 and span > 0 else 0.0
+        s.latency_ms_p50 = 1000 * self._latency.percentile(50)
+        s.latency_ms_p95 = 1000 * self._latency.percentile(95)
+        s.infer_ms_p50 = 1000 * self._infer.percentile(50)
+        s.ended_by = ended_by
+
+
+def run_live(config: LiveConfig, on_shown: Optional[Callable[[Frame], None]] = None,
+             notice: Callable[[str], None] = _notice, report: Callable[[str], None] = print,
+             source: Optional[Source] = None) -> LiveStats:
+    return LivePipeline(config, on_shown, notice, report, source).run()

@@ -1,0 +1,100 @@
+"""`dynastream live` as a user runs it: subprocesses, exit codes, what lands on stdout and stderr."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.media import make_video
+
+
+def live(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stream", "live", *args], capture_output=True, text=True,
+                          timeout=180, env=env, cwd=cwd)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dynastream: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_demo_runs_headless_for_60_frames_with_nothing_outside_the_package(tmp_path):
+    pkg_env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = live("--source", "demo", "--headless", "--frames", "60", "--size", "160x120",
+                "--stats-json", "stats.json", cwd=tmp_path, env=pkg_env)
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["shown"] == 60 and stats["processed"] >= 60 and stats["captured"] >= 60
+    assert stats["source"] == "demo" and stats["ended_by"] == "--frames 60"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.json"]
+    out = proc.stdout.splitlines()
+    assert "untrained" in out[0] and out[-1].startswith("live: 60 frames shown")
+    assert proc.stderr == ""
+
+
+def test_no_source_falls_back_to_the_demo_and_midi_without_a_device_warns(tmp_path):
+    if Path("/dev/video0").exists():
+        pytest.skip("this machine has a camera")
+    proc = live("--headless", "--frames", "3", "--midi")
+    assert proc.returncode == 0, proc.stderr
+    assert "no camera found (/dev/video0" in proc.stderr and "demo" in proc.stderr
+    assert "warning: no MIDI input device found; the keys still work" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 2, "nothing but the two notices (no OpenCV or ALSA noise)"
+    assert "live: 3 frames shown" in proc.stdout
+    listed = live("--midi-list")
+    assert listed.returncode == 0 and listed.stdout.strip() == "no MIDI input devices found"
+    assert listed.stderr == ""
+
+
+def test_ctrl_c_ends_cleanly_with_the_summary(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "stream", "live", "--source", "demo", "--headless",
+                             "--stats-json", str(tmp_path / "s.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()             # printed once the pipeline runs
+        assert first.startswith("live: demo")
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "ended by Ctrl-C" in out and "Traceback" not in err
+    assert json.loads((tmp_path / "s.json").read_text())["ended_by"] == "Ctrl-C"
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--source", "7"], ["camera 7", "/dev/video7", "--source demo"]),
+    (["--source", "/dev/video42"], ["/dev/video42", "--source demo"]),
+    (["--source", "missing.mp4"], ["missing.mp4 does not exist"]),
+    (["--source", "demo", "--model", "no-such-model"], ["no model named 'no-such-model'"]),
+    (["--source", "demo", "--size", "320x0"], ["bad --size '320x0'", "positive numbers"]),
+    (["--source", "demo", "--record", "no/such/folder/out.mp4"], ["output folder no/such/folder does not exist"]),
+])
+def test_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needles):
+    if any(a.startswith("/dev/video") and Path(a).exists() for a in args) or ("7" in args and Path("/dev/video7").exists()):
+        pytest.skip("that camera exists here")
+    assert_one_line_error(live("--headless", *args), *needles)
+
+
+def test_unreadable_file_bad_config_and_no_display(tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 2000)
+    assert_one_line_error(live("--headless", "--source", str(junk)), "cannot open", "junk.mp4")
+    config = tmp_path / "live.yaml"
+    config.write_text("source: demo\nframs: 10\n")
+    assert_one_line_error(live("--config", str(config)), "unknown key 'frams'")
+    video = tmp_path / "v.mp4"
+    make_video(video, n_frames=3)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["SDL_VIDEODRIVER"] = "x11"
+    assert_one_line_error(live("--source", str(video), env=env), "no display", "--headless", "render")

@@ -1,0 +1,85 @@
+"""configs/live.yaml -> LiveConfig, flags over the file, and bad input through the CLI's main()."""
+
+import pytest
+
+from nets.errors import DynastreamError
+from stream.cli import main
+from stream.config import DEFAULT_LIVE, load_live_config, parse_size
+from stream.controls import ControllerConfig, MidiMap
+from stream.live import LiveConfig, processing_size
+
+
+def test_shipped_live_yaml_gives_the_dataclass_defaults():
+    assert DEFAULT_LIVE.is_file()
+    assert load_live_config() == LiveConfig()
+
+
+def test_flags_override_the_file(tmp_path):
+    path = tmp_path / "live.yaml"
+    path.write_text("source: demo\nmodel: [untrained:lite, untrained:lite-dual]\nsize: 320x240\n"
+                    "controls: {slew: 0, presets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, [1, 0, 1]]}\n")
+    config = load_live_config(path)
+    assert config.source == "demo" and config.models == ("untrained:lite", "untrained:lite-dual")
+    assert config.size == (320, 240) and config.controls.slew == 0.0
+    assert config.controls.presets[9] == (1.0, 0.0, 1.0)
+    config = load_live_config(path, {"scale": (0.5, "--scale"), "model": ("a,b", "--model"),
+                                     "frames": (7, "--frames"), "midi": ("", "--midi")})
+    assert config.scale == 0.5 and config.size is None      # the flag's scale replaces the file's size
+    assert config.models == ("a", "b") and config.frames == 7
+    assert config.midi and config.midi_map.cc[1] == "alpha"  # the shipped midi.yaml
+
+
+@pytest.mark.parametrize("text, message", [
+    ("frams: 3\n", "live.yaml: unknown key 'frams'"),
+    ("controls: {slew: 1, swing: 2}\n", "controls: unknown key 'swing'"),
+    ("midi: {port: 1}\n", "midi: unknown key 'port'"),
+    ("size: 100x-75\n", "bad live.yaml: size '100x-75'"),
+    ("frames: -1\n", "frames must be a whole number >= 0"),
+    ("headless: yes please\n", "headless must be true or false"),
+    ("controls: {presets: [1, 2]}\n", "presets must be a list of 10"),
+    ("size: 320x240\nscale: 0.5\n", "a processing size or a scale, not both"),
+    ("source: [1\n", "is not valid YAML"),
+    ("midi: {enabled: true, map: nothere.yaml}\n", "MIDI map"),
+])
+def test_bad_config_files_name_the_key(tmp_path, text, message):
+    path = tmp_path / "live.yaml"
+    path.write_text(text)
+    with pytest.raises(DynastreamError, match=message.replace("(", r"\(")):
+        load_live_config(path)
+
+
+def test_sizes():
+    assert parse_size("320x240", "--size") == (320, 240)
+    assert parse_size(" 321X241 ", "--size") == (321, 241)
+    for bad in ("320", "x240", "0x240", "-4x8", "3.5x2"):
+        with pytest.raises(DynastreamError, match="bad --size"):
+            parse_size(bad, "--size")
+    assert processing_size((640, 480), None, None, "cpu") == (320, 240)    # CPU: about 320x240 pixels
+    assert processing_size((1280, 720), None, None, "cpu") == (368, 208)
+    assert processing_size((640, 480), None, None, "cuda") == (640, 480)
+    assert processing_size((66, 50), None, None, "cpu") == (64, 48)       # automatic sizes: multiples of 4
+    assert processing_size((640, 480), None, 0.25, "cuda") == (160, 120)
+    assert processing_size((640, 480), (96, 64), None, "cpu") == (96, 64)
+
+
+def test_controller_and_midi_map_defaults_are_valid():
+    assert ControllerConfig().slew > 0
+    assert MidiMap().cc == {}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "untrained:dcgan"], "not a style model"),
+    (["--size", "big"], "bad --size 'big'"),
+    (["--keyframes", "nope.csv"], "keyframe file nope.csv does not exist"),
+    (["--frames", "-2"], "--frames must be a whole number >= 0"),
+])
+def test_cli_bad_input_exits_2_with_one_sentence(capsys, args, message):
+    assert main(["live", "--source", "demo", "--headless", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynastream: error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_size_and_scale_are_exclusive(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["live", "--size", "320x240", "--scale", "0.5"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

