@@ -188,14 +188,120 @@ def run_train(args: argparse.Namespace) -> int:
 
 # --- bench ------------------------------------------------------------------------------------
 
+def _size_list(text: str) -> tuple[tuple[int, int], ...]:
+    sizes = []
+    for part in text.split(","):
+        w, sep, h = part.strip().lower().partition("x")
+        if not sep or not w.isdigit() or not h.isdigit() or int(w) < 8 or int(h) < 8:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a size like 320x240 (both sides at least 8)")
+        sizes.append((int(w), int(h)))
+    return tuple(sizes)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every value must be at least 1")
+    return values
+
+
+def _name_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(v.strip() for v in text.split(",") if v.strip())
+        bad = [n for n in names if n not in choices and not (n.startswith("cuda:") and "cuda" in choices)]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}")
+        return names
+    return parse
+
+
 def add_bench(sub) -> None:
-    _stub(sub, "bench", "measure model and pipeline speed against a baseline", "Performance")
+    p = sub.add_parser(
+        "bench", help="measure model and pipeline speed against a baseline",
+        description="Measure model-only throughput and latency (alpha changing every frame and fixed), the "
+                    "render and live pipelines, and peak memory, each next to a baseline run of the seed's "
+                    "inference loop in the same process.")
+    p.add_argument("model", nargs="?", default="untrained:lite",
+                   help="zoo name, checkpoint path or untrained:* name (default: untrained:lite)")
+    p.add_argument("--size", type=_size_list, default=None, metavar="WxH[,WxH...]",
+                   help="processing sizes (default: 320x240,640x360)")
+    p.add_argument("--device", type=_name_list(("auto", "cpu", "cuda", "mps")), default=None,
+                   metavar="DEV[,DEV...]", help="devices: auto, cpu, cuda, cuda:N, mps (default: auto)")
+    p.add_argument("--backend", type=_name_list(("auto", "eager", "compile", "onnxruntime")), default=None,
+                   metavar="B[,B...]", help="engine backends: auto, eager, compile, onnxruntime (default: auto)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"))
+    p.add_argument("--batch", type=_int_list, default=None, metavar="N[,N...]",
+                   help="batch sizes to try; the best is reported (default: 1,2,4)")
+    p.add_argument("--frames", type=int, default=None, help="timed calls per run (default: 30)")
+    p.add_argument("--repeats", type=int, default=None, help="runs per measurement, medians taken (default: 5)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed calls first (default: 5)")
+    p.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's choice)")
+    p.add_argument("--ablation", type=_int_list, default=None, metavar="THREADS[,THREADS...]",
+                   help="also time CPU engine variants (layout, RowSplitConv, backends, bf16) at these thread counts")
+    p.add_argument("--live-threads", type=_int_list, default=None, metavar="N[,N...]",
+                   help="torch CPU threads to try in the live pipeline (default: as set by --threads)")
+    p.add_argument("--pipeline-frames", type=int, default=None, help="frames per pipeline run (default: 120)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the seed-loop baseline")
+    p.add_argument("--no-pipeline", action="store_true", help="model-only: skip the render and live pipelines")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)")
+    p.add_argument("--markdown", action="store_true", help="print the tables as Markdown (for docs/benchmarks.md)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny configuration (64x48, eager, 2 short runs) that checks the benchmark runs")
+    p.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import replace
+
+    from stream import bench
+
+    given = {"sizes_wh": args.size, "devices": args.device, "backends": args.backend, "batches": args.batch,
+             "frames": args.frames, "repeats": args.repeats, "warmup": args.warmup,
+             "ablation_threads": args.ablation, "live_threads": args.live_threads,
+             "pipeline_frames": args.pipeline_frames}
+    given = {k: v for k, v in given.items() if v is not None}
+    cfg = bench.BenchConfig.quick_config(**given) if args.quick else bench.BenchConfig(**given)
+    cfg = replace(cfg, model=args.model, precision=args.precision, threads=args.threads,
+                  baseline=not args.no_baseline, pipeline=not args.no_pipeline)
+    to_stdout = args.json == "-"
+    result = bench.run(cfg, progress=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    if args.json:
+        text = json.dumps(result, indent=2)
+        if to_stdout:
+            print(text)
+        else:
+            bench.write_text_atomic(args.json, text + "\n")
+    if not to_stdout:
+        print(bench.report(result, markdown=args.markdown), end="")
+    return 0
 
 
 # --- export -----------------------------------------------------------------------------------
 
 def add_export(sub) -> None:
-    _stub(sub, "export", "export a model to ONNX with alpha as an input", "Performance")
+    p = sub.add_parser(
+        "export", help="export a model to ONNX with alpha as an input",
+        description="Export a model to ONNX: inputs x (B, 3, H, W) RGB in [0, 1] and alpha (B, S), one alpha per "
+                    "frame and tuning site; batch, height and width are dynamic.")
+    p.add_argument("model", help="zoo name, checkpoint path or untrained:* name")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write (written atomically)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import nets
+    from stream.export import export_onnx
+
+    net = nets.load(args.model)
+    path = export_onnx(net, args.output, opset=args.opset)
+    print(f"wrote {path}: inputs {'z' if net.kind == 'dcgan' else 'x'} and alpha (one per frame and site: "
+          f"{', '.join(net.sites)}), output y")
+    return 0
 
 
 # --- generate ---------------------------------------------------------------------------------

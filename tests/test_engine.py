@@ -68,3 +68,147 @@ def test_cuda_fp16_matches_fp32_within_tolerance():
     a, b = fp32.run(frames, alpha).copy(), fp16.run(frames, alpha).copy()
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 8
+
+
+# --- backends and fast paths ----------------------------------------------------------------------
+
+import sys  # noqa: E402
+import warnings  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+from stream import engine as engine_mod  # noqa: E402
+from stream.engine import BackendWarning, RowSplitConv, split_convs  # noqa: E402
+
+ALPHAS = np.array([[0, 0, 0], [1, 1, 1], [0.2, 0.9, 0.5]], np.float32)
+
+
+def test_row_split_conv_is_the_same_convolution():
+    g = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(12, 3, 9)
+    x = torch.rand(2, 12, 30, 41, generator=g)
+    assert RowSplitConv.applies_to(conv)
+    assert torch.allclose(RowSplitConv(conv)(x), conv(x), atol=1e-5)
+    assert not RowSplitConv.applies_to(nn.Conv2d(12, 16, 9)) and not RowSplitConv.applies_to(nn.Conv2d(12, 3, 3))
+    net = nets.load("untrained:lite")
+    ref = net(torch.rand(1, 3, 32, 40, generator=g), 0.7)
+    assert split_convs(net) == 1 and isinstance(net.main.out.conv, RowSplitConv)   # only the 9x9 conv to RGB
+    g = torch.Generator().manual_seed(0)
+    torch.rand(2, 12, 30, 41, generator=g)
+    assert torch.allclose(net(torch.rand(1, 3, 32, 40, generator=g), 0.7), ref, atol=1e-5)
+
+
+def test_prepare_leaves_the_callers_net_alone():
+    net = nets.load("untrained:lite")
+    engine = Engine(net, EngineConfig(device="cpu"), (16, 16))
+    assert type(net.main.out.conv) is nn.Conv2d and isinstance(engine.net.main.out.conv, RowSplitConv)
+    assert net.main.conv1.conv.weight.is_contiguous()
+
+
+@pytest.mark.parametrize("backend", ["eager", "onnxruntime"])
+def test_backends_match_the_net(backend):
+    pytest.importorskip("onnxruntime") if backend == "onnxruntime" else None
+    net = nets.load("untrained:lite")
+    frames = [pattern_frame(i, 40, 56) for i in range(3)]
+    engine = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", max_batch=4, backend=backend), (40, 56))
+    assert engine.info()["backend"] == backend
+    ref = reference(net, frames, ALPHAS)
+    assert np.abs(engine.run(frames, ALPHAS).astype(int) - ref.astype(int)).max() <= 1
+    assert np.abs(engine.run(frames[1:2], ALPHAS[1:2]).astype(int) - ref[1:2].astype(int)).max() <= 1
+
+
+def test_compiled_engine_matches_and_never_recompiles_for_alpha():
+    from torch._dynamo.utils import counters
+
+    net = nets.load("untrained:lite")
+    frames = [pattern_frame(i, 24, 32) for i in range(3)]
+    engine = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", max_batch=3, backend="compile"), (24, 32))
+    assert engine.info()["backend"] == "compile"
+    graphs = counters["stats"]["unique_graphs"]
+    ref = reference(net, frames, ALPHAS)
+    assert np.abs(engine.run(frames, ALPHAS).astype(int) - ref.astype(int)).max() <= 1
+    for a in np.linspace(0, 1, 7, dtype=np.float32):          # a new α every call, and a smaller batch
+        alpha = np.full((3, 3), a, np.float32)
+        out = engine.run(frames[:2], alpha[:2])
+        assert np.abs(out.astype(int) - reference(net, frames[:2], alpha[:2]).astype(int)).max() <= 1
+    assert counters["stats"]["unique_graphs"] == graphs          # nothing was compiled again
+
+
+def test_missing_onnxruntime_falls_back_to_torch_with_a_clear_message(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)       # makes `import onnxruntime` fail
+    with pytest.warns(BackendWarning, match=r"onnxruntime is not installed \(pip install 'dynastream\[onnx\]'\)"):
+        engine = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", backend="onnxruntime"), (16, 24))
+    assert engine.info()["backend"] == "eager" and "onnxruntime is not installed" in engine.info()["notes"][0]
+    out = engine.run([pattern_frame(0, 16, 24)], ALPHAS[2:])
+    ref = reference(nets.load("untrained:lite"), [pattern_frame(0, 16, 24)], ALPHAS[2:])
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_compile_without_a_cxx_compiler_falls_back(monkeypatch):
+    monkeypatch.setattr(engine_mod.shutil, "which", lambda name: None)
+    with pytest.warns(BackendWarning, match="needs a C\\+\\+ compiler"):
+        engine = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", backend="compile"), (16, 16))
+    assert engine.info()["backend"] == "eager"
+    assert engine_mod.resolve_backend("auto", torch.device("cpu"), 10**6) == ("eager", None)
+
+
+def test_auto_backend_compiles_only_frames_worth_it():
+    cpu = torch.device("cpu")
+    assert engine_mod.resolve_backend("auto", cpu, 64 * 48) == ("eager", None)
+    expected = "compile" if engine_mod.has_cxx_compiler() else "eager"
+    assert engine_mod.resolve_backend("auto", cpu, 320 * 240) == (expected, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                              # auto never warns
+        assert Engine(nets.load("untrained:lite"), EngineConfig(device="cpu"), (48, 64)).info()["backend"] == "eager"
+    with pytest.raises(DynastreamError, match="unknown backend"):
+        Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", backend="tensorrt"), (16, 16))
+
+
+def test_submit_collect_on_cpu_and_misuse():
+    engine = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", max_batch=2), (16, 16))
+    engine.submit([pattern_frame(0, 16, 16)], ALPHAS[:1])
+    with pytest.raises(RuntimeError, match="collect"):
+        engine.submit([pattern_frame(1, 16, 16)], ALPHAS[:1])
+    assert engine.collect().shape == (1, 16, 16, 3)
+    with pytest.raises(ValueError, match="1..2 frames"):
+        engine.run([pattern_frame(0, 16, 16)] * 3, ALPHAS)
+
+
+@pytest.mark.skipif(not engine_mod._cpu_has_bf16(), reason="this CPU has no bf16 instructions")
+def test_cpu_bf16_stays_close_to_fp32():
+    frames = [pattern_frame(i, 48, 64) for i in range(2)]
+    alpha = np.array([[0.3] * 3, [1.0] * 3], np.float32)
+    fp32 = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", max_batch=2), (48, 64))
+    bf16 = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", precision="bf16", max_batch=2), (48, 64))
+    d = np.abs(fp32.run(frames, alpha).astype(int) - bf16.run(frames, alpha).astype(int))
+    assert d.mean() < 3.0      # measured about 1.5 levels of 255 on the untrained lite net
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graphs_match_eager_and_alpha_never_recaptures():
+    frames = [pattern_frame(i, 64, 96) for i in range(2)]
+    plain = Engine(nets.load("untrained:lite"), EngineConfig(device="cuda", max_batch=2, cuda_graphs=False), (64, 96))
+    graphed = Engine(nets.load("untrained:lite"), EngineConfig(device="cuda", max_batch=2), (64, 96))
+    graphs = list(graphed.prepared.graphs)
+    assert len(graphs) == 2
+    for a in (0.0, 0.4, 1.0):
+        alpha = np.full((2, 3), a, np.float32)
+        assert np.array_equal(plain.run(frames, alpha), graphed.run(frames, alpha))
+        assert np.array_equal(plain.run(frames[:1], alpha[:1]), graphed.run(frames[:1], alpha[:1]))
+    assert graphed.prepared.graphs == graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_submit_two_then_collect_keeps_order():
+    engine = Engine(nets.load("untrained:lite"), EngineConfig(device="cuda"), (32, 48))
+    frames = [pattern_frame(i, 32, 48) for i in range(4)]
+    alphas = [np.full((1, 3), a, np.float32) for a in (0.0, 0.3, 0.6, 1.0)]
+    expected = [engine.run([f], a).copy() for f, a in zip(frames, alphas)]
+    got = []
+    engine.submit([frames[0]], alphas[0])
+    for f, a in zip(frames[1:], alphas[1:]):
+        engine.submit([f], a)                 # frame k+1 uploads while frame k computes
+        got.append(engine.collect().copy())
+    got.append(engine.collect().copy())
+    for e, g in zip(expected, got):
+        assert np.array_equal(e, g)

@@ -1,0 +1,98 @@
+"""ONNX export of a Dynamic-Net with α as a graph input.
+
+Style nets: inputs ``x`` (B, 3, H, W) float RGB in [0, 1] and ``alpha`` (B, S) float (one α per
+frame and tuning site, sites in ``net.sites`` order); output ``y`` (B, 3, H, W), not clamped.
+Batch, height and width are dynamic. DCGAN generators: inputs ``z`` (B, nz) and ``alpha`` (B, S);
+output ``y`` (B, nc, 64, 64). The site names, mode and α range travel in the model's metadata.
+
+Uses torch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter needs the extra
+package onnxscript, and this graph (convolutions, instance norm, reflection padding, nearest
+upsampling) is plain for the older one.
+"""
+
+import io
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from nets import DynamicNet
+from nets.errors import DynastreamError
+
+OPSET = 17
+
+
+class ExportError(DynastreamError):
+    pass
+
+
+def _example(net: DynamicNet, hw: tuple[int, int], batch: int) -> tuple[tuple, list, dict]:
+    alpha = torch.full((batch, len(net.sites)), 0.5)
+    if net.kind == "dcgan":
+        z = torch.randn(batch, net.main.config.nz)
+        return (z, alpha), ["z", "alpha"], {"z": {0: "batch"}, "alpha": {0: "batch"}, "y": {0: "batch"}}
+    x = torch.rand(batch, 3, *hw)
+    axes = {"x": {0: "batch", 2: "height", 3: "width"}, "alpha": {0: "batch"},
+            "y": {0: "batch", 2: "height", 3: "width"}}
+    return (x, alpha), ["x", "alpha"], axes
+
+
+def onnx_bytes(net: DynamicNet, hw: tuple[int, int] = (64, 64), opset: int = OPSET) -> bytes:
+    """The serialized ONNX model of ``net`` (traced at ``hw``; the graph accepts any size)."""
+    param = next(net.parameters())
+    if param.device.type != "cpu" or param.dtype != torch.float32:
+        raise ExportError("export takes an fp32 net on the CPU")
+    args, names, axes = _example(net, hw, batch=2)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(net.eval(), args, buf, input_names=names, output_names=["y"], dynamic_axes=axes,
+                          opset_version=opset, dynamo=False)
+    return _with_metadata(buf.getvalue(), net)
+
+
+def _with_metadata(model_bytes: bytes, net: DynamicNet) -> bytes:
+    try:
+        import onnx
+    except ImportError:   # the model is complete without the metadata
+        return model_bytes
+    model = onnx.load_from_string(model_bytes)
+    meta = {"dynastream.sites": json.dumps(list(net.sites)), "dynastream.mode": net.mode,
+            "dynastream.kind": net.kind, "dynastream.alpha_range": json.dumps(list(net.alpha_range)),
+            "dynastream.name": str(net.meta.get("name", ""))}
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model.SerializeToString()
+
+
+def export_onnx(net: DynamicNet, path: Union[str, os.PathLike], opset: int = OPSET) -> Path:
+    """Write ``net`` as ONNX to ``path`` atomically (temporary file in the same folder, renamed)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"output {path} is a directory; give a file name such as {path / 'model.onnx'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ExportError(f"cannot write {path}: folder {folder} is not writable")
+    data = onnx_bytes(net.to("cpu", torch.float32), opset=opset)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise ExportError(f"cannot write {path} ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path} ({e.strerror or e})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
