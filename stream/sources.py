@@ -71,7 +71,7 @@ class VideoFileSource:
         self._index = 0
         self._loop_offset_s = 0.0
         self._last_time_s = 0.0
-        self._started_at: Optional[float] = None
+        self._pacer = _Pacer()
 
     def read_into(self, frame: Frame) -> bool:
         decoded = self._next_decoded()
@@ -89,7 +89,7 @@ class VideoFileSource:
         frame.index, frame.pts, frame.time_s = self._index, pts, time_s + self._loop_offset_s
         self._index += 1
         if self.pace:
-            self._wait_until(frame.time_s)
+            self._pacer.wait_until(frame.time_s)
         frame.captured_at = time.perf_counter()
         return True
 
@@ -106,14 +106,6 @@ class VideoFileSource:
             except (av.error.FFmpegError, ValueError) as e:
                 raise SourceError(f"{self.name} is corrupt at frame {self._index} ({_reason(e)})") from None
         return None
-
-    def _wait_until(self, time_s: float) -> None:
-        now = time.perf_counter()
-        if self._started_at is None:
-            self._started_at = now - time_s
-        delay = self._started_at + time_s - now
-        if delay > 0:
-            time.sleep(delay)
 
     def close(self) -> None:
         self._container.close()
