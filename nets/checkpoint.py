@@ -27,6 +27,7 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("kind", "arch", "mode", "sites", "alpha_range", "objectives", "provenance", "state_dict")
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 UNTRAINED_PREFIX = "untrained:"
+DEFAULT_MODEL = "lite-elephants-strength"   # the zoo model live and render use unless told otherwise
 UNTRAINED = {  # name -> (kind, preset, mode); random weights, seeded, for tests, benchmarks and demos
     "untrained:lite": ("style", "lite", "normal"),
     "untrained:lite-dual": ("style", "lite", "dual"),
@@ -88,6 +89,7 @@ def save(net: DynamicNet, path: PathLike, *, objectives: Optional[dict] = None,
     os.close(fd)
     try:
         torch.save(ckpt, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary shareable file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

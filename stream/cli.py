@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 
 Runner = Callable[[argparse.Namespace], Optional[int]]
@@ -33,10 +34,11 @@ def add_live(sub) -> None:
     p.add_argument("--source", metavar="SRC", help="demo, a camera index (0) or device (/dev/video0), a video "
                    "file or URL, an image or a folder of images (default: camera 0, else the demo clip)")
     p.add_argument("--model", metavar="M[,M2...]", help="zoo name, checkpoint or untrained:* name; several "
-                   "separated by commas are cycled with the m key (default untrained:lite)")
+                   "separated by commas are cycled with the m key (default: configs/live.yaml)")
     p.add_argument("--config", metavar="FILE", help="live settings YAML (default: the shipped configs/live.yaml)")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", help="auto (default), fp32, fp16 or bf16")
+    p.add_argument("--backend", help="auto (default), eager, compile or onnxruntime (see docs/benchmarks.md)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--size", metavar="WxH", help="processing size (default: the source's; "
                       "on the CPU scaled to about 320x240)")
@@ -63,7 +65,7 @@ def add_live(sub) -> None:
     p.set_defaults(run=run_live)
 
 
-_LIVE_FLAGS = ("source", "model", "device", "precision", "size", "scale", "input_size", "fps", "loop", "headless",
+_LIVE_FLAGS = ("source", "model", "device", "precision", "backend", "size", "scale", "input_size", "fps", "loop", "headless",
                "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "midi",
                "midi_map", "record", "stats_json")
 
@@ -121,7 +123,8 @@ def add_render(sub) -> None:
     p.add_argument("input", help="a video file, an image, or a folder of images")
     p.add_argument("-o", "--output", required=True,
                    help="a video file (.mp4, .mkv, .mov, .webm), an image, or a folder for a folder of images")
-    p.add_argument("--model", default="untrained:lite", help="zoo name, checkpoint path or untrained:* (default %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="zoo name, checkpoint path or untrained:* (default %(default)s)")
     a = p.add_mutually_exclusive_group()
     a.add_argument("--alpha", type=float, help="a constant alpha (default: the middle of the model's range)")
     a.add_argument("--keyframes", metavar="FILE", help="an alpha track (.yaml or .csv)")

@@ -75,7 +75,7 @@ def _models(v, label):
 
 
 _LIVE_FIELDS: dict[str, Callable] = {
-    "source": _opt(_str), "model": _models, "device": _str, "precision": _str,
+    "source": _opt(_str), "model": _models, "device": _str, "precision": _str, "backend": _str,
     "size": _opt(parse_size), "scale": _opt(_positive),
     "input_size": _opt(parse_size), "fps": _opt(_positive),
     "loop": _bool, "headless": _bool, "frames": _int_at_least(0),

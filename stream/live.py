@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import nets
+from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 from stream.controls import (Action, AlphaController, Command, ControllerConfig, ControlsError, MidiInput,
                              MidiMap, handle_event, open_midi)
@@ -49,9 +50,10 @@ class LiveError(DynastreamError):
 @dataclass(frozen=True)
 class LiveConfig:
     source: Optional[str] = None                  # None: camera 0, else the demo clip
-    models: tuple[str, ...] = ("untrained:lite",)  # `m` cycles through these, then the zoo's
+    models: tuple[str, ...] = (DEFAULT_MODEL, "lite-string-to-elephants")  # `m` cycles through these, then the zoo's
     device: str = "auto"
     precision: str = "auto"
+    backend: str = "auto"
     size: Optional[tuple[int, int]] = None        # processing WxH
     scale: Optional[float] = None                 # processing size = source size x scale
     input_size: Optional[tuple[int, int]] = None  # asked of a camera; the demo's / images' size
@@ -274,7 +276,7 @@ class LivePipeline:
             self.window = Window(window_size((w, h), c.window), f"dynastream - {self.source.name}",
                                  c.fullscreen, c.hud, c.save_dir)
         self.size_wh = processing_size((w, h), c.size, c.scale, device.type)
-        self.engine_config = EngineConfig(device=c.device, precision=c.precision, size_wh=self.size_wh,
+        self.engine_config = EngineConfig(device=c.device, precision=c.precision, backend=c.backend, size_wh=self.size_wh,
                                           channels_last=True, max_batch=1)
         self.engine = Engine(net, self.engine_config, (h, w))
         self._warm_up(self.engine)

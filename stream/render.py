@@ -49,7 +49,7 @@ class RenderInterrupted(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class RenderConfig:
-    model: str = "untrained:lite"
+    model: str = nets.checkpoint.DEFAULT_MODEL
     alpha: Optional[float] = None            # constant α; with no keyframes either: mid-range
     keyframes: Optional[str] = None          # YAML/CSV track
     allow_extrapolation: bool = False

@@ -2,6 +2,7 @@
 output folder (resumable checkpoint, metrics, previews), stop requests (Ctrl-C / SIGTERM), RNG
 state, loss averaging without per-step device syncs, image sheets and version records."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -162,11 +163,11 @@ class Amp:
         return cls(False, torch.float32, device.type)
 
     def autocast(self):
-        return torch.autocast(self.device_type, dtype=self.dtype) if self.enabled else _nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype) if self.enabled else contextlib.nullcontext()
 
     def fp32(self):
         """Inside autocast: a region computed in fp32 (losses, Gram matrices)."""
-        return torch.autocast(self.device_type, enabled=False) if self.enabled else _nullcontext()
+        return torch.autocast(self.device_type, enabled=False) if self.enabled else contextlib.nullcontext()
 
     def scaler(self) -> "torch.amp.GradScaler":
         return torch.amp.GradScaler(self.device_type if self.enabled else "cuda",
@@ -174,14 +175,6 @@ class Amp:
 
     def describe(self) -> str:
         return str(self.dtype).replace("torch.", "") if self.enabled else "off"
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # --- output folder ----------------------------------------------------------------------------
