@@ -9,6 +9,7 @@ import pygame
 import torch
 
 import nets
+from nets.checkpoint import DEFAULT_MODEL
 from stream.controls import ControllerConfig
 from stream.keyframes import load_track
 from stream.live import LiveConfig, run_live
@@ -57,7 +58,7 @@ def test_headless_run_follows_a_keyframe_track_frame_by_frame(tmp_path):
     stats = run_live(config, on_shown=collect, report=lines.append)
 
     sources = decoded_frames(video)
-    net = nets.load("untrained:lite")
+    net = nets.load(DEFAULT_MODEL)
     track = load_track(track_csv, net.sites, (0.0, 1.0))
     assert stats.captured == 24 and stats.ended_by == "end of stream"
     assert stats.shown == len(collect.frames) >= 4

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import nets
+from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 from stream.engine import Engine, EngineConfig
 from stream.keyframes import load_track
@@ -22,7 +23,7 @@ FFV1 = VideoOptions("ffv1")
 
 
 def main_net_u8(rgb_hwc_u8):
-    net = nets.load("untrained:lite")
+    net = nets.load(DEFAULT_MODEL)
     x = torch.from_numpy(rgb_hwc_u8).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         y = net.main(x)
@@ -35,7 +36,7 @@ def luma(rgb_hwc_u8):
 
 def engine_reference(frames, alphas, **kw):
     """What the engine gives for each frame alone, at batch 1."""
-    engine = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", **kw), frames[0].shape[:2])
+    engine = Engine(nets.load(DEFAULT_MODEL), EngineConfig(device="cpu", **kw), frames[0].shape[:2])
     return [engine.run([f], np.asarray(a, np.float32).reshape(1, -1))[0].copy() for f, a in zip(frames, alphas)]
 
 
@@ -86,7 +87,7 @@ def test_lossless_render_is_exactly_the_engine_with_alpha_per_frame(tmp_path, ke
     make_video(src, n_frames=12, codec="ffv1", audio=True)
     render(src, out, RenderConfig(keyframes=str(keyframes), video=FFV1, batch=batch))
     frames_in, times = read_frames(src)
-    track = load_track(keyframes, nets.load("untrained:lite").sites, (0.0, 1.0))
+    track = load_track(keyframes, nets.load(DEFAULT_MODEL).sites, (0.0, 1.0))
     alphas = [track.alpha_at(t=t) for t in times]
     assert len({float(a[0]) for a in alphas}) > 5     # alpha really changes from frame to frame
     expected = engine_reference(frames_in, alphas)
@@ -186,7 +187,7 @@ def test_a_recordings_keyframes_rerender_the_same_alpha_per_frame(tmp_path):
     """Live with --record, then render the original clip with the recorded track (lossless both)."""
     src = tmp_path / "clip.mkv"
     make_video(src, n_frames=12, codec="ffv1", audio=True)
-    net = nets.load("untrained:lite")
+    net = nets.load(DEFAULT_MODEL)
     source = VideoFileSource(str(src))
     engine = Engine(net, EngineConfig(device="cpu"), source.shape_hwc[:2])
     ring = FrameRing(2, source.shape_hwc, "block", n_alpha=3)
