@@ -74,7 +74,7 @@ class ObjectivesConfig:
     main: ObjectiveConfig                 # O0, trained into the main net (α = 0)
     higher: ObjectiveConfig               # O1, trained into the tuning blocks at α = +1
     lower: Optional[ObjectiveConfig] = None   # dual nets only: blocks at α = -1
-    normalize: bool = False               # divide each loss term by its value at the phase's first step
+    normalize: bool = False               # divide each loss term by its value at the main phase's first step
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class Objective:
     """One fast-style-transfer objective with its style targets precomputed.
 
     ``terms`` returns the unweighted loss terms; ``total`` weights them. With ``normalize`` each
-    term is also divided by its value at the phase's first step (``calibrate``), so the weights are
+    term is also divided by its value at the main phase's first step (``calibrate``), so the weights are
     relative and carry over between loss networks of different feature scales."""
 
     def __init__(self, cfg: ObjectiveConfig, lossnet: VGG16Features, style_nchw: torch.Tensor,
