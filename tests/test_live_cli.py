@@ -77,6 +77,7 @@ def test_ctrl_c_ends_cleanly_with_the_summary(tmp_path):
     (["--source", "/dev/video42"], ["/dev/video42", "--source demo"]),
     (["--source", "missing.mp4"], ["missing.mp4 does not exist"]),
     (["--source", "demo", "--model", "no-such-model"], ["no model named 'no-such-model'"]),
+    (["--source", "demo", "--headless", "--backend", "turbo"], ["unknown backend 'turbo'"]),
     (["--source", "demo", "--size", "320x0"], ["bad --size '320x0'", "positive numbers"]),
     (["--source", "demo", "--record", "no/such/folder/out.mp4"], ["output folder no/such/folder does not exist"]),
 ])
