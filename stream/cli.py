@@ -316,9 +316,11 @@ def add_generate(sub) -> None:
 # --- eval -------------------------------------------------------------------------------------
 
 def add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="content and style losses of a style model over an alpha sweep",
+    p = sub.add_parser("eval", help="measure a model over an alpha sweep (style: losses; dcgan: subset classifier)",
                        description="Measure a style model on held-out images: content loss and the style loss "
-                                   "against each objective's style image, at each alpha.")
+                                   "against each objective's style image, at each alpha. For a Dynamic DCGAN: the "
+                                   "share of generated images that a small CNN, trained here on the real subsets, "
+                                   "calls subset B, at each alpha.")
     p.add_argument("model", help="zoo name or checkpoint path")
     p.add_argument("--images", type=Path, default=Path("data/demo/heldout"),
                    help="folder of held-out images (default: data/demo/heldout from fetch-demo)")
@@ -327,7 +329,10 @@ def add_eval(sub) -> None:
     p.add_argument("--loss-net", help="loss network source (default: the one the model was trained with)")
     p.add_argument("--size", type=int, default=256, help="shorter side of the images, in pixels")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    p.add_argument("--sheet", type=Path, help="also write an alpha-sweep preview sheet (PNG) of the first 3 images")
+    p.add_argument("--sheet", type=Path, help="also write an alpha-sweep preview sheet (PNG) of the first 3 images "
+                                              "(dcgan: of 8 latent vectors)")
+    p.add_argument("--subsets", help="dcgan: the folders of subsets A and B as A,B (default: those it was trained on)")
+    p.add_argument("--samples", type=int, default=512, help="dcgan: generated images per alpha (default: 512)")
     p.set_defaults(run=run_eval)
 
 
@@ -342,6 +347,8 @@ def run_eval(args: argparse.Namespace) -> int:
     except ValueError:
         raise DynastreamError(f"--alphas must be comma-separated numbers, not {args.alphas!r}") from None
     net = nets.load(args.model)
+    if net.kind == "dcgan":
+        return _eval_dcgan(net, alphas, args)
     result = evaluate(net, args.images, alphas=alphas, styles_dir=args.styles,
                       loss_net=args.loss_net, size=args.size)
     print(result.table())
@@ -353,6 +360,36 @@ def run_eval(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if args.sheet:
         print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
+    return 0
+
+
+def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from train.evaluate import evaluate_dcgan, recorded_subsets
+    from train.gan import sweep
+    from train.session import save_sheet
+
+    if args.subsets is not None:
+        parts = [p.strip() for p in args.subsets.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise DynastreamError(f"--subsets must be two folders as A,B, not {args.subsets!r}")
+        subset_a, subset_b = parts
+    else:
+        subset_a, subset_b = recorded_subsets(net)
+    if args.samples < 1:
+        raise DynastreamError("--samples must be at least 1")
+    result = evaluate_dcgan(net, subset_a, subset_b, alphas=alphas, samples=args.samples)
+    print(result.table())
+    print(f"subset classifier accuracy on held-out real images: {result.classifier_accuracy:.1%}; "
+          f"P(B) rises monotonically with alpha: {'yes' if result.monotonic() else 'no'}")
+    if args.json:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if args.sheet:
+        z = torch.randn(8, net.main.config.nz, generator=torch.Generator().manual_seed(0))
+        print(f"wrote {save_sheet(sweep(net, z, alphas), len(alphas), args.sheet)}")
     return 0
 
 

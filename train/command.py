@@ -30,20 +30,23 @@ def run(config: Optional[str], sets: Sequence[str] = (), out: Optional[str] = No
                           "or --resume --out DIR to continue a run")
     task = raw.get("task", "style")
     if task == "style":
-        from train import style
+        from train import style as trainer
 
-        cfg = from_dict(style.StyleTrainConfig, apply_sets(raw, style.StyleTrainConfig, sets), source)
-        out_dir = Path(out) if out is not None else cfg.out_dir
-        try:
-            style.train(cfg, out_dir, resume=resume)
-        except Interrupted as e:
-            if os.environ.get("RANK", "0") == "0":
-                again = f"--config {config} " if config is not None else ""
-                print(f"dynastream: interrupted after step {e.step}; continue with: "
-                      f"dynastream train {again}--out {out_dir} --resume", file=sys.stderr)
-            return 130
-        return 0
-    if task == "dcgan":
-        raise ConfigError(f"{source}: task dcgan (Dynamic DCGAN training) is not available yet; "
-                          "it lands with the Dynamic DCGAN issue")
-    raise ConfigError(f"{source}: task must be one of {', '.join(TASKS)}, not {task!r}")
+        cls = trainer.StyleTrainConfig
+    elif task == "dcgan":
+        from train import gan as trainer
+
+        cls = trainer.DCGANTrainConfig
+    else:
+        raise ConfigError(f"{source}: task must be one of {', '.join(TASKS)}, not {task!r}")
+    cfg = from_dict(cls, apply_sets(raw, cls, sets), source)
+    out_dir = Path(out) if out is not None else cfg.out_dir
+    try:
+        trainer.train(cfg, out_dir, resume=resume)
+    except Interrupted as e:
+        if os.environ.get("RANK", "0") == "0":
+            again = f"--config {config} " if config is not None else ""
+            print(f"dynastream: interrupted after step {e.step}; continue with: "
+                  f"dynastream train {again}--out {out_dir} --resume", file=sys.stderr)
+        return 130
+    return 0

@@ -2,12 +2,15 @@
 a step-indexed batch order that resumes exactly and shards across processes, and style images.
 
 A folder of ``generated:shapes`` needs no files (smoke runs, tests); style images may be
-``generated:stripes`` / ``generated:checks`` / ``generated:waves``.
+``generated:stripes`` / ``generated:checks`` / ``generated:waves``. For GAN training,
+``SubsetDataset`` serves whole images of one subset (a folder, a list of files from a CelebA
+attribute split, or ``generated:circles`` / ``generated:squares``).
 """
 
 import math
+import os
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -20,6 +23,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 GENERATED = "generated:"
 CONTENT_PATTERNS = ("shapes",)
 STYLE_PATTERNS = ("stripes", "checks", "waves")
+SUBSET_PATTERNS = ("circles", "squares")
+CELEBA_ATTRIBUTES = "list_attr_celeba.txt"
 GENERATED_IMAGES = 512          # virtual images in a generated folder
 MAX_SKIPS_REPORTED = 8          # per sample: indices of unreadable files tried before a good one
 ASPECT_RANGE = (3 / 4, 4 / 3)
@@ -138,6 +143,22 @@ def generated_style(pattern: str, size: int) -> Image.Image:
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
+def generated_subset(pattern: str, index: int, size: int) -> Image.Image:
+    """A deterministic image of a two-subset toy data set: one coloured disc or square on white."""
+    g = np.random.default_rng(index)
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    r = int(g.integers(size // 5, size // 3))
+    cx, cy = (int(v) for v in g.integers(r, size - r, 2))
+    colour = tuple(int(v) for v in g.integers(0, 200, 3))
+    box = (cx - r, cy - r, cx + r, cy + r)
+    draw = ImageDraw.Draw(img)
+    if pattern == "circles":
+        draw.ellipse(box, fill=colour)
+    else:
+        draw.rectangle(box, fill=colour)
+    return img
+
+
 def _generated_name(spec: str, known: Sequence[str], what: str) -> str:
     name = spec[len(GENERATED):]
     if name not in known:
@@ -250,6 +271,100 @@ def batches(dataset: CropDataset, batch_size: int, seed: int, start_step: int = 
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                         persistent_workers=False, prefetch_factor=2 if workers else None)
     return iter(loader)
+
+
+class SubsetDataset(Dataset):
+    """Whole images of one GAN training subset at ``size`` x ``size``: an optional centre crop of
+    ``crop`` pixels (CelebA's aligned faces: 108), the shorter side resized to ``size``, a centre
+    crop, a random horizontal flip; values in [-1, 1]. Indexed by ``(image index, seed)`` like
+    ``CropDataset`` so ``batches`` serves both, and an unreadable file is skipped the same way."""
+
+    def __init__(self, source: Union[str, Sequence[Path]], size: int = 64, crop: Optional[int] = None,
+                 flip: bool = True):
+        self.size, self.crop, self.flip = size, crop, flip
+        self.generated = isinstance(source, str) and source.startswith(GENERATED)
+        if self.generated:
+            self.pattern = _generated_name(source, SUBSET_PATTERNS, "subset")
+            self.paths: list[Path] = []
+            self.folder = source
+        elif isinstance(source, str):
+            self.paths = find_images(Path(source))
+            self.folder = str(Path(source).expanduser().resolve())
+        else:
+            self.paths = list(source)
+            self.folder = str(Path(os.path.commonpath([str(p) for p in self.paths])).resolve()) if self.paths else ""
+            if not self.paths:
+                raise DataError("a training subset holds no images")
+
+    def __len__(self) -> int:
+        return GENERATED_IMAGES if self.generated else len(self.paths)
+
+    def read(self, index: int) -> Image.Image:
+        if self.generated:
+            return generated_subset(self.pattern, index, self.size)
+        img = open_rgb(self.paths[index], min_side=self.crop or self.size)
+        if self.crop:
+            s = min(self.crop, img.width, img.height)
+            x0, y0 = (img.width - s) // 2, (img.height - s) // 2
+            img = img.crop((x0, y0, x0 + s, y0 + s))
+        return img
+
+    def _square(self, img: Image.Image) -> Image.Image:
+        if img.size != (self.size, self.size):
+            img = img.resize((self.size, self.size), Image.BILINEAR, box=center_box(img.width, img.height),
+                             reducing_gap=2.0)
+        return img
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key
+        n = len(self)
+        skipped = torch.full((MAX_SKIPS_REPORTED,), -1, dtype=torch.int64)
+        for tries in range(n):
+            i = (index + tries) % n
+            try:
+                img = self._square(self.read(i))
+            except Exception:  # any decoder error: truncated, not an image, decompression bomb...
+                if tries < MAX_SKIPS_REPORTED:
+                    skipped[tries] = i
+                continue
+            if self.flip and (seed * 2654435761 >> 7) & 1:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            return to_tensor(img).mul_(2).sub_(1), skipped
+        raise DataError(f"none of the {n} images of {self.folder} could be read")
+
+    def describe(self, index: int) -> str:
+        return f"{self.folder}#{index}" if self.generated else str(self.paths[index])
+
+
+def celeba_split(folder: Path, attribute: str, value: int) -> tuple[list[Path], list[Path]]:
+    """A CelebA-layout folder split by one attribute: ``(others, matching)`` image paths, where
+    ``matching`` have ``attribute == value`` (+1 or -1) in ``list_attr_celeba.txt`` (its first
+    line the count, its second the attribute names, then ``file v1 v2 ...``). Images are looked
+    up in ``img_align_celeba/`` if that folder exists, else next to the attribute file."""
+    folder = Path(folder).expanduser()
+    table = folder / CELEBA_ATTRIBUTES
+    if not table.is_file():
+        raise DataError(f"{folder} is not a CelebA-layout folder: {CELEBA_ATTRIBUTES} is missing")
+    lines = table.read_text().splitlines()
+    if len(lines) < 3:
+        raise DataError(f"{table} holds no image rows")
+    names = lines[1].split()
+    if attribute not in names:
+        raise DataError(f"{table} has no attribute {attribute!r} (it has: {', '.join(names)})")
+    column = names.index(attribute)
+    images = folder / "img_align_celeba" if (folder / "img_align_celeba").is_dir() else folder
+    others, matching = [], []
+    for number, line in enumerate(lines[2:], start=3):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != len(names) + 1 or fields[column + 1] not in ("1", "-1"):
+            raise DataError(f"{table} line {number} does not hold a file name and {len(names)} values of 1 or -1")
+        (matching if int(fields[column + 1]) == value else others).append(images / fields[0])
+    for which, paths in (("without", others), ("with", matching)):
+        if not paths:
+            raise DataError(f"{table}: no image {which} {attribute} = {value}, so that subset would be empty")
+    return others, matching
 
 
 def load_style_image(spec: str, size: Optional[int]) -> torch.Tensor:

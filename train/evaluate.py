@@ -115,3 +115,106 @@ def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, s
         img = open_rgb(p)
         tiles.append(to_tensor(img.crop(center_box(img.width, img.height)).resize((size, size)))[None])
     return preview(net.eval(), torch.cat(tiles), Path(path))
+
+
+# --- Dynamic DCGAN ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GanEvalResult:
+    """How far α moves generated images from subset A towards subset B, as judged by a small CNN
+    trained here to tell real A from real B (its accuracy on held-out real images says how much
+    to trust it)."""
+
+    model: str
+    subsets: dict[str, str]              # A / B -> folder
+    classifier_accuracy: float           # on real images of emoji / files it did not train on
+    samples: int
+    alphas: list[float]
+    p_b: list[float]                     # mean P(subset B) of generated images per α
+    share_b: list[float]                 # share of generated images classified as B per α
+
+    def monotonic(self) -> bool:
+        return all(b >= a for a, b in zip(self.p_b, self.p_b[1:]))
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "subsets": self.subsets, "classifier_accuracy": self.classifier_accuracy,
+                "samples": self.samples, "alphas": self.alphas, "p_b": self.p_b, "share_b": self.share_b,
+                "p_b_rises_monotonically": self.monotonic()}
+
+    def table(self) -> str:
+        rows = [("alpha", "mean P(B)", "classified as B")]
+        rows += [(f"{a:g}", f"{p:.3f}", f"{s:.1%}") for a, p, s in zip(self.alphas, self.p_b, self.share_b)]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def _subset_classifier() -> torch.nn.Module:
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(3, 16, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 32, 4, 2, 1), nn.LeakyReLU(0.2),
+                         nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(0.2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(64, 1))
+
+
+def recorded_subsets(net: DynamicNet) -> tuple[str, str]:
+    objectives = net.meta.get("objectives") or {}
+    try:
+        return objectives["main"]["data"], objectives["higher"]["data"]
+    except (KeyError, TypeError):
+        raise EvalError(f"model {net.meta.get('name', '?')} records no training subsets: pass --subsets A,B") from None
+
+
+def evaluate_dcgan(net: DynamicNet, subset_a: str, subset_b: str, *, alphas: Sequence[float] = DEFAULT_ALPHAS,
+                   samples: int = 512, seed: int = 0, classifier_steps: int = 400) -> GanEvalResult:
+    """Train the A-vs-B classifier on 90 % of the real images (split by file name, so the held-out
+    emoji / faces are unseen in both subsets), then score ``samples`` generated images per α, the
+    same latent vectors at every α."""
+    from train.data import SubsetDataset
+
+    if net.kind != "dcgan":
+        raise EvalError(f"model {net.meta.get('name', '?')} is a {net.kind} model, not a Dynamic DCGAN")
+    for spec in (subset_a, subset_b):
+        if not spec.startswith("generated:") and not Path(spec).is_dir():
+            raise EvalError(f"subset folder {spec} is not on this machine: pass --subsets A,B "
+                            "(python -m train.datasets fetch-emoji data/emoji writes the emoji subsets)")
+    g = torch.Generator().manual_seed(seed)
+    images, names = {}, {}
+    for label, spec in ((0, subset_a), (1, subset_b)):
+        ds = SubsetDataset(spec, 64, flip=False)
+        images[label] = torch.stack([ds[(i, 0)][0] for i in range(len(ds))])
+        names[label] = [Path(ds.describe(i)).name for i in range(len(ds))]
+    held = {k: torch.tensor([hash_name(n) % 10 == 0 for n in names[k]]) for k in (0, 1)}
+    train_x = torch.cat([images[k][~held[k]] for k in (0, 1)])
+    train_y = torch.cat([torch.full((int((~held[k]).sum()),), float(k)) for k in (0, 1)])
+    test_x = torch.cat([images[k][held[k]] for k in (0, 1)])
+    test_y = torch.cat([torch.full((int(held[k].sum()),), float(k)) for k in (0, 1)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clf = _subset_classifier()
+    opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
+    for _ in range(classifier_steps):
+        idx = torch.randint(len(train_x), (64,), generator=g)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(clf(train_x[idx]).squeeze(1), train_y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    clf.eval()
+    net = net.cpu().eval()
+    with torch.no_grad():
+        accuracy = ((clf(test_x).squeeze(1) > 0).float() == test_y).float().mean().item() if len(test_y) else float("nan")
+        z = torch.randn(samples, net.main.config.nz, generator=g)
+        p_b, share_b = [], []
+        for a in alphas:
+            p = torch.sigmoid(clf(net(z, float(a)).clamp(-1, 1)).squeeze(1))
+            p_b.append(p.mean().item())
+            share_b.append((p > 0.5).float().mean().item())
+    return GanEvalResult(model=str(net.meta.get("name", "?")), subsets={"A": subset_a, "B": subset_b},
+                         classifier_accuracy=accuracy, samples=samples, alphas=[float(a) for a in alphas],
+                         p_b=p_b, share_b=share_b)
+
+
+def hash_name(name: str) -> int:
+    """A stable hash of a file name (Python's ``hash`` of a str changes between processes)."""
+    import zlib
+
+    return zlib.crc32(name.encode())

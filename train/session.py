@@ -239,6 +239,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def check_resume(now: dict, stored: dict, may_change: tuple[str, ...]) -> None:
+    """A resumed run may change only the ``may_change`` keys (a trailing dot: a whole section) of
+    the config it was started with."""
+    from train.config import diff_keys
+
+    for key in diff_keys(stored, now):
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in may_change):
+            allowed = ", ".join(k.rstrip(".") + (".*" if k.endswith(".") else "") for k in may_change)
+            raise RunError(f"--resume: config key {key} differs from the run being resumed; only {allowed} may change")
+
+
 # --- stop requests ----------------------------------------------------------------------------
 
 class StopRequest:

@@ -25,7 +25,8 @@ from train.data import GENERATED, CropDataset, batches, load_style_image
 from train.losses import content_loss, gram, style_loss, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
 from train.session import (CHECK_STOP_EVERY, Amp, Distributed, Interrupted, Meter, RunDir, RunError,
-                           StopRequest, rng_state, save_sheet, set_rng_state, state_sha256, versions)
+                           StopRequest, check_resume, rng_state, save_sheet, set_rng_state, state_sha256,
+                           versions)
 
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0, "lower": -1.0}
 PREVIEW_ALPHAS = {"normal": (0.0, 0.25, 0.5, 0.75, 1.0), "dual": (-1.0, -0.5, 0.0, 0.5, 1.0)}
@@ -168,10 +169,7 @@ class StyleTrainConfig:
 
 def check_resume_config(now: StyleTrainConfig, stored: dict) -> None:
     """A resumed run may change only RESUME_MAY_CHANGE keys of the config it was started with."""
-    for key in configlib.diff_keys(stored, configlib.to_dict(now)):
-        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_MAY_CHANGE):
-            raise RunError(f"--resume: config key {key} differs from the run being resumed; only "
-                           f"{', '.join(k.rstrip('.') + ('.*' if k.endswith('.') else '') for k in RESUME_MAY_CHANGE)} may change")
+    check_resume(configlib.to_dict(now), stored, RESUME_MAY_CHANGE)
 
 
 # --- objectives -------------------------------------------------------------------------------
