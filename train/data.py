@@ -195,21 +195,11 @@ class CropDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
-        n = len(self)
-        skipped = torch.full((MAX_SKIPS_REPORTED,), -1, dtype=torch.int64)
-        for tries in range(n):
-            i = (index + tries) % n
-            try:
-                img = self.read(i)
-            except Exception:  # any decoder error: truncated, not an image, decompression bomb...
-                if tries < MAX_SKIPS_REPORTED:
-                    skipped[tries] = i
-                continue
-            g = torch.Generator().manual_seed(seed)
-            box = random_box(img.width, img.height, self.crop_scale, g)
-            crop = img.resize((self.image_size, self.image_size), Image.BILINEAR, box=box, reducing_gap=2.0)
-            return to_tensor(crop), skipped
-        raise DataError(f"none of the {n} images under {self.folder} could be read")
+        img, skipped = read_first_readable(self, index, self.read)
+        g = torch.Generator().manual_seed(seed)
+        box = random_box(img.width, img.height, self.crop_scale, g)
+        crop = img.resize((self.image_size, self.image_size), Image.BILINEAR, box=box, reducing_gap=2.0)
+        return to_tensor(crop), skipped
 
     def preview_batch(self, count: int) -> tuple[torch.Tensor, list[int]]:
         """The first ``count`` readable images, centre-cropped to image_size: fixed validation
@@ -231,6 +221,21 @@ class CropDataset(Dataset):
 
     def describe(self, index: int) -> str:
         return f"{self.folder}#{index}" if self.generated else str(self.paths[index])
+
+
+def read_first_readable(dataset, index: int, read) -> tuple[Image.Image, torch.Tensor]:
+    """``read(i)`` for the first readable image from ``index`` on (wrapping around), and the indices
+    of the unreadable files tried before it (-1 padded, at most MAX_SKIPS_REPORTED)."""
+    n = len(dataset)
+    skipped = torch.full((MAX_SKIPS_REPORTED,), -1, dtype=torch.int64)
+    for tries in range(n):
+        i = (index + tries) % n
+        try:
+            return read(i), skipped
+        except Exception:  # any decoder error: truncated, not an image, decompression bomb...
+            if tries < MAX_SKIPS_REPORTED:
+                skipped[tries] = i
+    raise DataError(f"none of the {n} images of {dataset.folder} could be read")
 
 
 class StepBatchSampler(Sampler):
@@ -317,20 +322,10 @@ class SubsetDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key
-        n = len(self)
-        skipped = torch.full((MAX_SKIPS_REPORTED,), -1, dtype=torch.int64)
-        for tries in range(n):
-            i = (index + tries) % n
-            try:
-                img = self._square(self.read(i))
-            except Exception:  # any decoder error: truncated, not an image, decompression bomb...
-                if tries < MAX_SKIPS_REPORTED:
-                    skipped[tries] = i
-                continue
-            if self.flip and (seed * 2654435761 >> 7) & 1:
-                img = img.transpose(Image.FLIP_LEFT_RIGHT)
-            return to_tensor(img).mul_(2).sub_(1), skipped
-        raise DataError(f"none of the {n} images of {self.folder} could be read")
+        img, skipped = read_first_readable(self, index, lambda i: self._square(self.read(i)))
+        if self.flip and (seed * 2654435761 >> 7) & 1:   # a hash of the sample's seed: resumable, no RNG state
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return to_tensor(img).mul_(2).sub_(1), skipped
 
     def describe(self, index: int) -> str:
         return f"{self.folder}#{index}" if self.generated else str(self.paths[index])

@@ -28,7 +28,7 @@ from nets.dcgan import DCGANConfig, DCGANDiscriminator
 from train import config as configlib
 from train.data import SubsetDataset, batches, celeba_split
 from train.session import (Amp, Distributed, Interrupted, Meter, RunDir, RunError, StopRequest, check_resume,
-                           rng_state, save_sheet, set_rng_state, state_sha256, versions)
+                           check_schedule, rng_state, save_sheet, set_rng_state, state_sha256, versions)
 
 IMAGE_SIZE = 64
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0}
@@ -104,10 +104,7 @@ class GanScheduleConfig:
     checkpoint_every: int = 500           # 0: only at phase ends (and on Ctrl-C)
 
     def __post_init__(self):
-        if min(self.main.steps, self.blocks.steps, self.preview_every, self.checkpoint_every) < 0:
-            raise ValueError("steps and intervals must be >= 0")
-        if self.log_every < 1 or self.main.lr <= 0 or self.blocks.lr <= 0:
-            raise ValueError("log_every must be >= 1 and learning rates > 0")
+        check_schedule(self)
         if not all(0 <= b < 1 for b in self.betas):
             raise ValueError("betas must be in [0, 1)")
 

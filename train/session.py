@@ -250,6 +250,14 @@ def check_resume(now: dict, stored: dict, may_change: tuple[str, ...]) -> None:
             raise RunError(f"--resume: config key {key} differs from the run being resumed; only {allowed} may change")
 
 
+def check_schedule(schedule) -> None:
+    """The checks every trainer's schedule shares (``main`` / ``blocks`` phases with steps and lr)."""
+    if min(schedule.main.steps, schedule.blocks.steps, schedule.preview_every, schedule.checkpoint_every) < 0:
+        raise ValueError("steps and intervals must be >= 0")
+    if schedule.log_every < 1 or schedule.main.lr <= 0 or schedule.blocks.lr <= 0:
+        raise ValueError("log_every must be >= 1 and learning rates > 0")
+
+
 # --- stop requests ----------------------------------------------------------------------------
 
 class StopRequest:

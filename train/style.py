@@ -25,8 +25,8 @@ from train.data import GENERATED, CropDataset, batches, load_style_image
 from train.losses import content_loss, gram, style_loss, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
 from train.session import (CHECK_STOP_EVERY, Amp, Distributed, Interrupted, Meter, RunDir, RunError,
-                           StopRequest, check_resume, rng_state, save_sheet, set_rng_state, state_sha256,
-                           versions)
+                           StopRequest, check_resume, check_schedule, rng_state, save_sheet, set_rng_state,
+                           state_sha256, versions)
 
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0, "lower": -1.0}
 PREVIEW_ALPHAS = {"normal": (0.0, 0.25, 0.5, 0.75, 1.0), "dual": (-1.0, -0.5, 0.0, 0.5, 1.0)}
@@ -134,10 +134,7 @@ class ScheduleConfig:
     checkpoint_every: int = 1000          # 0: only at phase ends (and on Ctrl-C)
 
     def __post_init__(self):
-        if min(self.main.steps, self.blocks.steps, self.preview_every, self.checkpoint_every) < 0:
-            raise ValueError("steps and intervals must be >= 0")
-        if self.log_every < 1 or self.main.lr <= 0 or self.blocks.lr <= 0:
-            raise ValueError("log_every must be >= 1 and learning rates > 0")
+        check_schedule(self)
 
 
 @dataclass(frozen=True)
