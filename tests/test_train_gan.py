@@ -15,8 +15,8 @@ import configs
 import nets
 from train.config import ConfigError, load_config
 from train.data import DataError, SubsetDataset, celeba_split, generated_subset
-from train.gan import DCGANTrainConfig, PREVIEW_ALPHAS, recalibrate_batchnorm, train
-from train.session import Interrupted
+from train.gan import DCGANTrainConfig, PREVIEW_ALPHAS, recalibrate_batchnorm, train, zero_last_convs
+from train.session import Interrupted, RunError
 
 SMOKE = configs.path("train/dcgan_smoke.yaml")
 TINY = ["schedule.main.steps=4", "schedule.blocks.steps=4", "schedule.log_every=2", "schedule.checkpoint_every=0"]
@@ -159,3 +159,19 @@ def test_eval_scores_a_dcgan_with_a_subset_classifier(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "stream", "eval", str(model), "--subsets", "only-one"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--subsets must be two folders" in bad.stderr
+
+
+def test_blocks_start_neutral_and_a_run_can_start_from_another_generator(tmp_path):
+    first = train(tiny(), tmp_path / "first")
+    net = nets.load(first)
+    zero_last_convs(net.higher)
+    z = torch.randn(3, 100, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(net(z, 1.0), net(z, 0.0)), "a zeroed block leaves α = 1 drawing what α = 0 draws"
+
+    second = train(tiny("schedule.main.steps=0", f"net.main_from={first}"), tmp_path / "second")
+    a, b = nets.read(first), nets.read(second)
+    assert states_equal(main_state(a), main_state(b)), "only the tuning block trains"
+    assert b["provenance"]["main_from"]["path"] == str(first.resolve()) and b["provenance"]["total_steps"] == 4
+    with pytest.raises(RunError, match="has nz 100 and ngf 8; this config asks for nz 100 and ngf 16"):
+        train(tiny("schedule.main.steps=0", f"net.main_from={first}", "net.ngf=16"), tmp_path / "third")

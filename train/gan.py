@@ -46,6 +46,9 @@ class GanNetConfig:
     nz: int = 100
     ngf: int = 64
     ndf: int = 64
+    # a dcgan checkpoint whose main generator starts this run; with schedule.main.steps 0 only the
+    # tuning block trains (the seed's "only tuning blocks" scheme)
+    main_from: Optional[str] = None
 
     def __post_init__(self):
         if min(self.nz, self.ngf, self.ndf) < 1:
@@ -170,6 +173,16 @@ def recalibrate_batchnorm(generator: nn.Module, nz: int, batch: int, zgen: torch
     generator.train(was_training)
 
 
+def zero_last_convs(blocks: nn.ModuleDict) -> None:
+    """Zero each tuning block's last convolution, so the blocks phase starts with α = 1 drawing
+    exactly what α = 0 draws. A randomly initialised block pushes the frozen generator's features
+    far from the statistics its BatchNorm layers (eval mode) were fitted to, the new discriminator
+    wins at once and the phase collapses (seen on the emoji demo: uniform blue images)."""
+    for block in blocks.values():
+        nn.init.zeros_(block.conv3.conv.weight)
+        nn.init.zeros_(block.conv3.conv.bias)
+
+
 def gan_step(generate: Callable[[torch.Tensor], torch.Tensor], disc: nn.Module, opt_g: torch.optim.Optimizer,
              opt_d: torch.optim.Optimizer, real_nchw: torch.Tensor, z: torch.Tensor, amp: Amp,
              scalers: tuple["torch.amp.GradScaler", "torch.amp.GradScaler"]) -> dict[str, torch.Tensor]:
@@ -246,11 +259,24 @@ def train(cfg: DCGANTrainConfig, out: Optional[Path] = None, *, resume: bool = F
         if not isinstance(ts, dict) or ts.get("trainer") != "dcgan":
             raise RunError(f"{run.last} is not a resumable Dynamic DCGAN training checkpoint")
         check_resume(configlib.to_dict(cfg), ts["config"], RESUME_MAY_CHANGE)
-    return _run(cfg, d, run, subsets, ckpt, stop_at_step)
+    main_from = load_main_from(cfg.net) if cfg.net.main_from and ckpt is None else None
+    return _run(cfg, d, run, subsets, ckpt, main_from, stop_at_step)
+
+
+def load_main_from(net_cfg: GanNetConfig) -> DynamicNet:
+    path = net_cfg.main_from
+    net = from_dict(nets.read(path), path)
+    if net.kind != "dcgan":
+        raise RunError(f"net.main_from {path} is a {net.kind} model, not a Dynamic DCGAN")
+    theirs, ours = net.main.config, net_cfg.dcgan()
+    if (theirs.nz, theirs.ngf) != (ours.nz, ours.ngf):
+        raise RunError(f"net.main_from {path} has nz {theirs.nz} and ngf {theirs.ngf}; this config asks for "
+                       f"nz {ours.nz} and ngf {ours.ngf}")
+    return net
 
 
 def _run(cfg: DCGANTrainConfig, d: Distributed, run: RunDir, subsets: dict, ckpt: Optional[dict],
-         stop_at_step: Optional[int]) -> Path:
+         main_from: Optional[DynamicNet], stop_at_step: Optional[int]) -> Path:
     t0 = time.perf_counter()
     amp = Amp.for_device(d.device, cfg.amp)
     if d.device.type == "cuda":
@@ -261,6 +287,8 @@ def _run(cfg: DCGANTrainConfig, d: Distributed, run: RunDir, subsets: dict, ckpt
         net = DynamicNet.for_dcgan(dcgan)
         disc = DCGANDiscriminator(dcgan)
         state = _Progress()
+        if main_from is not None:
+            net.main.load_state_dict(main_from.main.state_dict())
     else:
         net = from_dict(ckpt, str(run.last))
         state = _restore(ckpt["train_state"])
@@ -289,6 +317,8 @@ def _run(cfg: DCGANTrainConfig, d: Distributed, run: RunDir, subsets: dict, ckpt
                 net.freeze_main()
                 if state.main_sha256 is None:
                     state.main_sha256 = state_sha256(net.main)
+                if not resuming_here:
+                    zero_last_convs(net.higher)
                 if not resuming_here and cfg.schedule.blocks_discriminator == "fresh":
                     with torch.random.fork_rng(devices=[]):   # the same weights whether resumed or not
                         torch.manual_seed(cfg.seed + 3)
@@ -311,7 +341,7 @@ def _run(cfg: DCGANTrainConfig, d: Distributed, run: RunDir, subsets: dict, ckpt
                         subsets[phase], state, preview_z, stop, stop_at_step, t0)
             if phase == "higher" and state_sha256(net.main) != state.main_sha256:
                 raise RuntimeError("the main generator changed during the blocks phase: it must stay frozen")
-            if phase == "main" and not state.recalibrated:
+            if phase == "main" and phase_cfg.steps > 0 and not state.recalibrated:
                 recalibrate_batchnorm(net.main, cfg.net.nz, cfg.data.batch_size, zgen, d.device)
                 state.recalibrated = True
             _save_last(cfg, run, net, disc, opt_g, opt_d, zgen, state, subsets, t0)
@@ -405,6 +435,7 @@ def _provenance(cfg: DCGANTrainConfig, d: Distributed, amp: Amp, subsets: dict, 
     return {
         "trainer": "dynastream train (dcgan)",
         "config": configlib.to_dict(cfg),
+        "main_from": _main_from_record(cfg.net.main_from),
         "data": {phase: {"data": describe_subset(cfg.data, phase, ds), "images": len(ds),
                          "unreadable_skipped": len(state.skipped.get(phase, ()))}
                  for phase, ds in subsets.items()},
@@ -419,6 +450,18 @@ def _provenance(cfg: DCGANTrainConfig, d: Distributed, amp: Amp, subsets: dict, 
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _main_from_record(path: Optional[str]) -> Optional[dict]:
+    """Where the main generator came from when the run started from another checkpoint."""
+    if not path:
+        return None
+    ckpt = nets.read(path)
+    prov, ts = ckpt["provenance"], ckpt.get("train_state") or {}
+    cfg = prov.get("config") or ts.get("config") or {}
+    return {"path": str(Path(path).expanduser().resolve()),
+            "main_steps": ((cfg.get("schedule") or {}).get("main") or {}).get("steps"),
+            "seconds": prov.get("seconds", ts.get("elapsed"))}
 
 
 def _report(run: RunDir, subsets: dict, state: _Progress) -> None:
