@@ -310,7 +310,36 @@ def run_export(args: argparse.Namespace) -> int:
 # --- generate ---------------------------------------------------------------------------------
 
 def add_generate(sub) -> None:
-    _stub(sub, "generate", "generate an image grid from a Dynamic DCGAN over an alpha sweep", "Dynamic DCGAN")
+    p = sub.add_parser(
+        "generate", help="generate an image grid from a Dynamic DCGAN over an alpha sweep",
+        description="Generate pictures with a Dynamic DCGAN: one row per latent sample z, one column per alpha, "
+                    "the same z in every column, so each row moves from the main generator's look to the tuning "
+                    "blocks'. Written as PNG or JPEG (by the suffix), complete or not at all.")
+    p.add_argument("model", help="zoo name, checkpoint path or untrained:dcgan")
+    p.add_argument("-o", "--output", required=True, metavar="GRID", help="the image to write (.png, .jpg, .jpeg)")
+    p.add_argument("--alpha", metavar="A[,A...]",
+                   help="alpha values, one column each (default: the model's range ends and midpoint: 0,0.5,1; dual -1,0,1)")
+    p.add_argument("--allow-extrapolation", action="store_true", help="allow alpha outside the model's range")
+    p.add_argument("--n", type=int, default=8, metavar="N", help="latent samples, one row each (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--scale", type=int, default=1, metavar="K", help="upsample each 64x64 tile K times, nearest (default 1)")
+    p.set_defaults(run=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from stream.generate import GenerateConfig, generate
+
+    alphas = None
+    if args.alpha is not None:
+        try:
+            alphas = tuple(float(a) for a in args.alpha.split(","))
+        except ValueError:
+            raise DynastreamError(f"--alpha must be comma-separated numbers such as 0,0.5,1, not {args.alpha!r}") from None
+    config = GenerateConfig(alphas=alphas, n=args.n, seed=args.seed, device=args.device, scale=args.scale,
+                            allow_extrapolation=args.allow_extrapolation)
+    print(generate(args.model, args.output, config).summary())
+    return 0
 
 
 # --- eval -------------------------------------------------------------------------------------
