@@ -30,9 +30,11 @@ def add_live(sub) -> None:
         "live", help="stylize a camera, file or the demo clip in a window, alpha on keys/MIDI",
         description="Stylize a camera, a video file, images or the built-in demo clip in real time, with "
                     "alpha played on the keyboard (h in the window lists the keys), MIDI, an LFO or a "
-                    "keyframe track. Defaults come from configs/live.yaml; flags override them.")
+                    "keyframe track. A dcgan model (Dynamic DCGAN) shows a slow walk through its latent space instead, "
+                    "alpha played the same way. Defaults come from configs/live.yaml; flags override them.")
     p.add_argument("--source", metavar="SRC", help="demo, a camera index (0) or device (/dev/video0), a video "
-                   "file or URL, an image or a folder of images (default: camera 0, else the demo clip)")
+                   "file or URL, an image or a folder of images (default: camera 0, else the demo clip; a dcgan model "
+                   "needs none)")
     p.add_argument("--model", metavar="M[,M2...]", help="zoo name, checkpoint or untrained:* name; several "
                    "separated by commas are cycled with the m key (default: configs/live.yaml)")
     p.add_argument("--config", metavar="FILE", help="live settings YAML (default: the shipped configs/live.yaml)")
@@ -41,7 +43,7 @@ def add_live(sub) -> None:
     p.add_argument("--backend", help="auto (default), eager, compile or onnxruntime (see docs/benchmarks.md)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--size", metavar="WxH", help="processing size (default: the source's; "
-                      "on the CPU scaled to about 320x240)")
+                      "on the CPU scaled to about 320x240; a dcgan model's walk: 512x512)")
     size.add_argument("--scale", type=float, metavar="S", help="processing size as a scale of the source size")
     p.add_argument("--input-size", metavar="WxH", help="size asked of a camera; size of the demo clip or images")
     p.add_argument("--fps", type=float, help="rate asked of a camera; rate of the demo clip or images")
@@ -62,12 +64,15 @@ def add_live(sub) -> None:
     p.add_argument("--record", metavar="OUT", help="record what is shown from the start (r stops and restarts); "
                    "also writes OUT's alpha track as NAME.keyframes.yaml")
     p.add_argument("--stats-json", metavar="FILE", help="write the end-of-run summary as JSON")
+    p.add_argument("--walk-seed", metavar="N", help="dcgan models: seed of the latent walk's key points (default 0)")
+    p.add_argument("--walk-seconds", metavar="S", help="dcgan models: seconds from one key point of the walk "
+                   "to the next (default 4)")
     p.set_defaults(run=run_live)
 
 
 _LIVE_FLAGS = ("source", "model", "device", "precision", "backend", "size", "scale", "input_size", "fps", "loop", "headless",
                "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "midi",
-               "midi_map", "record", "stats_json")
+               "midi_map", "record", "stats_json", "walk_seed", "walk_seconds")
 
 
 def run_live(args: argparse.Namespace) -> int:
