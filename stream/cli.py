@@ -30,9 +30,11 @@ def add_live(sub) -> None:
         "live", help="stylize a camera, file or the demo clip in a window, alpha on keys/MIDI",
         description="Stylize a camera, a video file, images or the built-in demo clip in real time, with "
                     "alpha played on the keyboard (h in the window lists the keys), MIDI, an LFO or a "
-                    "keyframe track. Defaults come from configs/live.yaml; flags override them.")
+                    "keyframe track. A dcgan model (Dynamic DCGAN) shows a slow walk through its latent space instead, "
+                    "alpha played the same way. Defaults come from configs/live.yaml; flags override them.")
     p.add_argument("--source", metavar="SRC", help="demo, a camera index (0) or device (/dev/video0), a video "
-                   "file or URL, an image or a folder of images (default: camera 0, else the demo clip)")
+                   "file or URL, an image or a folder of images (default: camera 0, else the demo clip; a dcgan model "
+                   "needs none)")
     p.add_argument("--model", metavar="M[,M2...]", help="zoo name, checkpoint or untrained:* name; several "
                    "separated by commas are cycled with the m key (default: configs/live.yaml)")
     p.add_argument("--config", metavar="FILE", help="live settings YAML (default: the shipped configs/live.yaml)")
@@ -41,7 +43,7 @@ def add_live(sub) -> None:
     p.add_argument("--backend", help="auto (default), eager, compile or onnxruntime (see docs/benchmarks.md)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--size", metavar="WxH", help="processing size (default: the source's; "
-                      "on the CPU scaled to about 320x240)")
+                      "on the CPU scaled to about 320x240; a dcgan model's walk: 512x512)")
     size.add_argument("--scale", type=float, metavar="S", help="processing size as a scale of the source size")
     p.add_argument("--input-size", metavar="WxH", help="size asked of a camera; size of the demo clip or images")
     p.add_argument("--fps", type=float, help="rate asked of a camera; rate of the demo clip or images")
@@ -62,12 +64,15 @@ def add_live(sub) -> None:
     p.add_argument("--record", metavar="OUT", help="record what is shown from the start (r stops and restarts); "
                    "also writes OUT's alpha track as NAME.keyframes.yaml")
     p.add_argument("--stats-json", metavar="FILE", help="write the end-of-run summary as JSON")
+    p.add_argument("--walk-seed", metavar="N", help="dcgan models: seed of the latent walk's key points (default 0)")
+    p.add_argument("--walk-seconds", metavar="S", help="dcgan models: seconds from one key point of the walk "
+                   "to the next (default 4)")
     p.set_defaults(run=run_live)
 
 
 _LIVE_FLAGS = ("source", "model", "device", "precision", "backend", "size", "scale", "input_size", "fps", "loop", "headless",
                "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "midi",
-               "midi_map", "record", "stats_json")
+               "midi_map", "record", "stats_json", "walk_seed", "walk_seconds")
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -310,7 +315,36 @@ def run_export(args: argparse.Namespace) -> int:
 # --- generate ---------------------------------------------------------------------------------
 
 def add_generate(sub) -> None:
-    _stub(sub, "generate", "generate an image grid from a Dynamic DCGAN over an alpha sweep", "Dynamic DCGAN")
+    p = sub.add_parser(
+        "generate", help="generate an image grid from a Dynamic DCGAN over an alpha sweep",
+        description="Generate pictures with a Dynamic DCGAN: one row per latent sample z, one column per alpha, "
+                    "the same z in every column, so each row moves from the main generator's look to the tuning "
+                    "blocks'. Written as PNG or JPEG (by the suffix), complete or not at all.")
+    p.add_argument("model", help="zoo name, checkpoint path or untrained:dcgan")
+    p.add_argument("-o", "--output", required=True, metavar="GRID", help="the image to write (.png, .jpg, .jpeg)")
+    p.add_argument("--alpha", metavar="A[,A...]",
+                   help="alpha values, one column each (default: the model's range ends and midpoint: 0,0.5,1; dual -1,0,1)")
+    p.add_argument("--allow-extrapolation", action="store_true", help="allow alpha outside the model's range")
+    p.add_argument("--n", type=int, default=8, metavar="N", help="latent samples, one row each (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent samples (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--scale", type=int, default=1, metavar="K", help="upsample each 64x64 tile K times, nearest (default 1)")
+    p.set_defaults(run=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from stream.generate import GenerateConfig, generate
+
+    alphas = None
+    if args.alpha is not None:
+        try:
+            alphas = tuple(float(a) for a in args.alpha.split(","))
+        except ValueError:
+            raise DynastreamError(f"--alpha must be comma-separated numbers such as 0,0.5,1, not {args.alpha!r}") from None
+    config = GenerateConfig(alphas=alphas, n=args.n, seed=args.seed, device=args.device, scale=args.scale,
+                            allow_extrapolation=args.allow_extrapolation)
+    print(generate(args.model, args.output, config).summary())
+    return 0
 
 
 # --- eval -------------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ _LIVE_FIELDS: dict[str, Callable] = {
     "window": _opt(parse_size), "fullscreen": _bool, "hud": _bool,
     "save_dir": _str, "ring_slots": _int_at_least(2), "threads": _int_at_least(0),
     "keyframes": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
+    "walk_seed": _int_at_least(0), "walk_seconds": _positive,
 }
 _CONTROL_FIELDS: dict[str, Callable] = {
     "slew": lambda v, label: 0.0 if v == 0 else _positive(v, label), "step": _positive,

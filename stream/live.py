@@ -10,6 +10,10 @@ The two live rings use the ``latest`` policy: a slow stage drops the oldest fram
 latency stays bounded. The recording ring blocks instead: every frame shown while recording is on
 is written. The controller is read once per frame by the inference thread and the α it returned
 travels with the frame (``Frame.alpha``). pygame must stay on the main thread.
+
+A dcgan model (Dynamic DCGAN) makes its own pictures: the source is then a ``ClockSource`` whose
+pixel-less frames carry the walk time, and a ``stream.latent.GeneratorEngine`` generates z(time_s)
+in place of the engine; pause stops the clock, so the walk holds while α stays live.
 """
 
 import json
@@ -33,8 +37,9 @@ from stream.controls import (Action, AlphaController, Command, ControllerConfig,
 from stream.display import HudInfo, Window
 from stream.engine import Engine, EngineConfig, pick_device
 from stream.keyframes import load_track
+from stream.latent import WALK_SIZE, GeneratorEngine
 from stream.ring import Frame, FrameRing
-from stream.sources import Source, open_source, pump
+from stream.sources import ClockSource, Source, open_source, pump
 from stream.writer import Recorder, check_output
 
 CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
@@ -74,6 +79,8 @@ class LiveConfig:
     midi_map: MidiMap = MidiMap()
     record: Optional[str] = None                  # record from the start into this file (r toggles)
     stats_json: Optional[str] = None
+    walk_seed: int = 0                            # dcgan models: the latent walk's key points
+    walk_seconds: float = 4.0                     # dcgan models: seconds from one key point to the next
 
 
 @dataclass
@@ -155,10 +162,25 @@ def _model_label(net) -> tuple[str, bool]:
     return net.meta.get("name", "?"), bool(net.meta.get("provenance", {}).get("untrained"))
 
 
-def _check_style(net, name: str) -> None:
-    if net.kind != "style":
-        raise LiveError(f"model {name} is a {net.kind} generator, not a style model; its live view lands "
-                        "with the Dynamic DCGAN issue")
+def walk_size(size: Optional[tuple[int, int]], scale: Optional[float]) -> tuple[int, int]:
+    """A dcgan model's live picture: ``size``, or the generator's 64x64 times ``scale``, else 512x512."""
+    if size is not None:
+        return size
+    side = max(16, round(64 * scale)) if scale is not None else WALK_SIZE
+    return side, side
+
+
+def _known_kind(name: str) -> Optional[str]:
+    """A model's kind without loading it, where the name says (untrained:* and zoo names)."""
+    if name in nets.UNTRAINED:
+        return nets.UNTRAINED[name][0]
+    return next((e.kind for e in nets.zoo_entries() if e.name == name), None)
+
+
+def _check_kind(net, name: str, kind: str) -> None:
+    if net.kind != kind:
+        raise LiveError(f"model {name} is a {net.kind} model and this session shows {kind} models; "
+                        "start another session for it")
 
 
 def _notice(message: str) -> None:
@@ -245,40 +267,71 @@ class LivePipeline:
         self.skipped_while_paused = 0
         self._first_shown = self._last_shown = 0.0
         self._take: Optional[_Take] = None
+        self._clock: Optional[ClockSource] = None   # the source of a dcgan model's latent walk
         self._finishing: list[_Take] = []
         self._takes = 0
 
     # -- setup --------------------------------------------------------------------------------
 
-    def _model_cycle(self) -> list[str]:
-        names = list(self.config.models)
-        names += [e.name for e in nets.zoo_entries() if e.kind == "style" and e.name not in names]
+    def _model_cycle(self, kind: str) -> list[str]:
+        """The --model list, then the zoo's models, of the first model's kind only: a style model
+        needs a source and a dcgan model makes its own pictures, so m never switches between them."""
+        names = list(self.config.models[:1])
+        for name in self.config.models[1:]:
+            other = _known_kind(name)
+            if other is not None and other != kind:
+                self.notice(f"{name} is a {other} model and is left out of the m cycle: this session shows {kind} models")
+            else:
+                names.append(name)
+        names += [e.name for e in nets.zoo_entries() if e.kind == kind and e.name not in names]
         return names
+
+    def _open_clock(self) -> None:
+        """A dcgan model makes its own pictures: the source is a clock for its latent walk."""
+        given = self.config.source if self.source is None else self.source.name
+        if given is not None:
+            self.notice(f"source {given} is not used: a dcgan model makes its own pictures (a latent walk)")
+        if self.source is not None:
+            self.source.close()
+        self.source = self._clock = ClockSource(self.config.fps)
+
+    def _make_engine(self, net):
+        c = self.config
+        if self.kind == "dcgan":
+            return GeneratorEngine(net, self.engine_config, c.walk_seed, c.walk_seconds)
+        return Engine(net, self.engine_config, self.source.shape_hwc[:2])
 
     def _open(self) -> None:
         c = self.config
         if c.record is not None:   # refused before any work: a missing or unwritable folder, the input itself
             check_output(c.record, [c.source] if c.source and Path(c.source).is_file() else [])
-        self.model_names = self._model_cycle()
+        net = nets.load(c.models[0])
+        self.kind = net.kind
+        self.model_names = self._model_cycle(net.kind)
         self.model_index = 0
-        net = nets.load(self.model_names[0])
-        _check_style(net, self.model_names[0])
         device = pick_device(c.device)
         track = load_track(c.keyframes, net.sites, net.alpha_range) if c.keyframes else None
         if c.threads:
             torch.set_num_threads(c.threads)
-        if self.source is None:
+        if self.kind == "dcgan":
+            self._open_clock()
+        elif self.source is None:
             self.source = open_source(c.source, size_wh=c.input_size, fps=c.fps, loop=c.loop, notice=self.notice)
         h, w = self.source.shape_hwc[:2]
         self.controller = AlphaController(net.sites, net.alpha_range, c.controls, track, self.source.fps)
+        if self.kind == "dcgan":
+            self.size_wh = view_wh = walk_size(c.size, c.scale)
+            what = f"latent walk (seed {c.walk_seed}, a key point every {c.walk_seconds:g} s)"
+        else:
+            self.size_wh = processing_size((w, h), c.size, c.scale, device.type)
+            view_wh, what = (w, h), f"{self.source.name} {w}x{h}"
         self.window: Optional[Window] = None
         if not c.headless:
-            self.window = Window(window_size((w, h), c.window), f"dynastream - {self.source.name}",
+            self.window = Window(window_size(view_wh, c.window), f"dynastream - {self.source.name}",
                                  c.fullscreen, c.hud, c.save_dir)
-        self.size_wh = processing_size((w, h), c.size, c.scale, device.type)
         self.engine_config = EngineConfig(device=c.device, precision=c.precision, backend=c.backend, size_wh=self.size_wh,
                                           channels_last=True, max_batch=1)
-        self.engine = Engine(net, self.engine_config, (h, w))
+        self.engine = self._make_engine(net)
         self._warm_up(self.engine)
         self.net = net
         self.midi: Optional[MidiInput] = None
@@ -297,7 +350,7 @@ class LivePipeline:
         self.stats = LiveStats(source=self.source.name, model=name, device=str(self.engine.device),
                                size=f"{self.size_wh[0]}x{self.size_wh[1]}")
         note = " (untrained: random weights, the picture is a placeholder until trained models ship)" if untrained else ""
-        self.report(f"live: {self.source.name} {w}x{h} -> {name}{note} on {self.engine.device} at "
+        self.report(f"live: {what} -> {name}{note} on {self.engine.device} at "
                     f"{self.size_wh[0]}x{self.size_wh[1]}" + ("" if c.headless else "; h shows the keys, q quits"))
         if c.record is not None:
             self._start_take()
@@ -332,6 +385,7 @@ class LivePipeline:
         held_rgb = np.empty(self.source.shape_hwc, np.uint8)   # the picture kept while paused
         held = Frame(held_rgb)
         holding = False
+        walk = self.kind == "dcgan"
         try:
             while not self.stop.is_set():
                 src = in_ring.acquire_read(timeout=0.1)
@@ -365,6 +419,8 @@ class LivePipeline:
                 controller.snapshot(out.alpha, start, src.time_s, src.index)
                 alpha_bs[0] = out.alpha
                 batch[0] = src.rgb_hwc_u8
+                if walk:
+                    self.engine.seek(src.time_s)   # z of the walk at this frame's time
                 y = self.engine.run(batch, alpha_bs)
                 np.copyto(out.rgb_hwc_u8, y[0])
                 out.copy_meta_from(src)
@@ -398,11 +454,11 @@ class LivePipeline:
         """Loads and prepares a model while the feed keeps running on the current one."""
         try:
             net = nets.load(name)
-            _check_style(net, name)
+            _check_kind(net, name, self.kind)
             if len(net.sites) == self.engine.n_sites:
                 self._pending = (None, self.engine.prepare(net), net, name)
             else:  # another site count: a fresh engine, swapped in by the inference thread
-                engine = Engine(net, self.engine_config, self.engine.in_hw)
+                engine = self._make_engine(net)
                 self._warm_up(engine)
                 self._pending = (engine, engine.net, net, name)
             self._loader_message = f"model {name}"
@@ -496,6 +552,8 @@ class LivePipeline:
             self._request_model(command.model)
         elif a == Action.PAUSE:
             self.paused = not self.paused
+            if self._clock is not None:
+                self._clock.paused = self.paused
         elif a == Action.RECORD:
             if self._take is None:
                 self._start_take()
@@ -504,8 +562,11 @@ class LivePipeline:
         elif w is None:
             pass
         elif a == Action.VIEW:
-            w.cycle_view()
-            self.want_original = w.wants_original
+            if self.kind == "dcgan":
+                self._message("a latent walk has no source picture to compare with")
+            else:
+                w.cycle_view()
+                self.want_original = w.wants_original
         elif a == Action.FULLSCREEN:
             w.toggle_fullscreen()
         elif a == Action.SCREENSHOT:

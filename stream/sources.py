@@ -389,6 +389,35 @@ class DemoSource:
         pass
 
 
+class ClockSource:
+    """Frames without pixels at ``fps``, for a picture a model makes by itself (the Dynamic DCGAN's
+    latent walk, stream.latent). ``time_s`` advances one frame period per frame while ``paused`` is
+    off and holds while it is on, so pausing freezes the walk and resuming continues it from there."""
+
+    shape_hwc = (1, 1, 3)
+
+    def __init__(self, fps: Optional[float] = None, name: str = "latent walk"):
+        self.name = name
+        self.fps = float(fps or 30.0)
+        self.paused = False
+        self.end_reason = ""
+        self._ticks = 0          # frames delivered (paces the clock on the wall clock)
+        self._steps = 0          # frame periods the walk has advanced
+        self._pacer = _Pacer()
+
+    def read_into(self, frame: Frame) -> bool:
+        self._pacer.wait_until(self._ticks / self.fps)
+        self._ticks += 1
+        frame.index, frame.pts, frame.time_s = self._steps, self._steps, self._steps / self.fps
+        if not self.paused:
+            self._steps += 1
+        frame.captured_at = time.perf_counter()
+        return True
+
+    def close(self) -> None:
+        pass
+
+
 def _camera_device(spec: str) -> Optional[Union[int, str]]:
     if spec.isdigit():
         return int(spec)

@@ -68,7 +68,6 @@ def test_controller_and_midi_map_defaults_are_valid():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "untrained:dcgan"], "not a style model"),
     (["--size", "big"], "bad --size 'big'"),
     (["--keyframes", "nope.csv"], "keyframe file nope.csv does not exist"),
     (["--frames", "-2"], "--frames must be a whole number >= 0"),
