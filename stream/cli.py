@@ -9,18 +9,6 @@ from typing import Callable, Optional, Sequence
 from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 
-Runner = Callable[[argparse.Namespace], Optional[int]]
-
-
-def _not_landed(issue: str) -> Runner:
-    def run(args: argparse.Namespace) -> int:
-        raise DynastreamError(f"`dynastream {args.command}` is not available yet: it lands with the {issue} issue")
-    return run
-
-
-def _stub(sub, name: str, help_text: str, issue: str) -> None:
-    p = sub.add_parser(name, help=help_text, description=f"{help_text} (not available yet: {issue} issue)")
-    p.set_defaults(run=_not_landed(issue), accepts_any_arguments=True)
 
 
 # --- live -------------------------------------------------------------------------------------
@@ -470,9 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "accepts_any_arguments", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
     except DynastreamError as e:
