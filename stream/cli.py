@@ -388,11 +388,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from train.evaluate import evaluate_dcgan, recorded_subsets
-    from train.gan import sweep
-    from train.session import save_sheet
 
     if args.subsets is not None:
         parts = [p.strip() for p in args.subsets.split(",")]
@@ -410,8 +406,9 @@ def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if args.sheet:
-        z = torch.randn(8, net.main.config.nz, generator=torch.Generator().manual_seed(0))
-        print(f"wrote {save_sheet(sweep(net, z, alphas), len(alphas), args.sheet)}")
+        from stream.generate import GenerateConfig, generate
+
+        print(generate(args.model, args.sheet, GenerateConfig(alphas=tuple(alphas), allow_extrapolation=True)).summary())
     return 0
 
 
