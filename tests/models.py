@@ -7,6 +7,7 @@ from torch import nn
 
 import nets
 from nets import DCGANConfig, DynamicNet
+from train.gan import recalibrate_batchnorm
 
 
 def make_dcgan(path: Path, nz: int = 16, ngf: int = 8, mode: str = "normal", seed: int = 0) -> Path:
@@ -20,15 +21,6 @@ def make_dcgan(path: Path, nz: int = 16, ngf: int = 8, mode: str = "normal", see
         for block in [*net.higher.values(), *(net.lower.values() if net.lower is not None else [])]:
             for p in block.parameters():
                 nn.init.normal_(p, 0.0, 0.1)
-        bns = [m for m in net.main.modules() if isinstance(m, nn.BatchNorm2d)]
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None          # a cumulative average over the calibration batches
-        net.main.train()
-        with torch.no_grad():
-            for _ in range(4):
-                net.main(torch.randn(64, nz))
-        for bn in bns:
-            bn.momentum = 0.1
+        recalibrate_batchnorm(net.main, nz, 64, torch.Generator().manual_seed(seed), torch.device("cpu"), batches_=4)
     nets.save(net.eval(), path)
     return path
