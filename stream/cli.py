@@ -374,10 +374,11 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate(net, args.images, alphas=alphas, styles_dir=args.styles,
                       loss_net=args.loss_net, size=args.size)
     print(result.table())
-    if "higher" in result.style:
-        mono = result.monotonic()
-        print(f"O1 style loss falls monotonically: {'yes' if mono['style_falls'] else 'no'}; "
-              f"content loss rises monotonically: {'yes' if mono['content_rises'] else 'no'}")
+    for objective, name, end in (("higher", "O1", "+1"), ("lower", "O-1", "-1")):
+        if objective in result.style and any(a * float(end) > 0 for a in result.alphas):
+            mono = result.monotonic(objective)
+            print(f"from alpha 0 to {end}: {name} style loss falls monotonically: {'yes' if mono['style_falls'] else 'no'}; "
+                  f"content loss rises monotonically: {'yes' if mono['content_rises'] else 'no'}")
     if args.json:
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if args.sheet:

@@ -41,3 +41,15 @@ def test_eval_without_style_objectives_is_one_sentence(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "stream", "eval", "untrained:lite", "--images", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "records no style objectives" in proc.stderr
+
+
+def test_monotonic_reads_each_side_of_a_dual_sweep_from_alpha_zero():
+    from train.evaluate import EvalResult
+
+    r = EvalResult(model="m", loss_net="random", images=["x.png"], alphas=[-1.0, -0.5, 0.0, 0.5, 1.0],
+                   content=[9.0, 5.0, 1.0, 2.0, 1.5],
+                   style={"higher": [7.0, 8.0, 6.0, 3.0, 1.0], "lower": [1.0, 4.0, 6.0, 9.0, 9.0]},
+                   style_images={"higher": "b.jpg", "lower": "a.jpg"})
+    assert r.monotonic("higher") == {"content_rises": False, "style_falls": True}
+    assert r.monotonic("lower") == {"content_rises": True, "style_falls": True}
+    assert r.to_dict()["monotonic_lower"] == {"content_rises": True, "style_falls": True}

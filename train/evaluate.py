@@ -36,14 +36,21 @@ class EvalResult:
     style_images: dict[str, str]
 
     def monotonic(self, objective: str = "higher") -> dict[str, bool]:
-        c, s = self.content, self.style[objective]
+        """Moving from α = 0 towards the objective's end (+1 for higher, -1 for lower), does its style
+        loss fall and the content loss rise at every step? Only the α on that side count."""
+        sign = -1.0 if objective == "lower" else 1.0
+        order = sorted((i for i, a in enumerate(self.alphas) if sign * a >= 0), key=lambda i: sign * self.alphas[i])
+        c, s = [self.content[i] for i in order], [self.style[objective][i] for i in order]
         return {"content_rises": all(b >= a for a, b in zip(c, c[1:])),
                 "style_falls": all(b <= a for a, b in zip(s, s[1:]))}
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "loss_net": self.loss_net, "images": self.images, "alphas": self.alphas,
-                "content": self.content, "style": self.style, "style_images": self.style_images,
-                "monotonic": self.monotonic() if "higher" in self.style else {}}
+        out = {"model": self.model, "loss_net": self.loss_net, "images": self.images, "alphas": self.alphas,
+               "content": self.content, "style": self.style, "style_images": self.style_images,
+               "monotonic": self.monotonic() if "higher" in self.style else {}}
+        if "lower" in self.style:
+            out["monotonic_lower"] = self.monotonic("lower")
+        return out
 
     def table(self) -> str:
         names = list(self.style)
