@@ -158,8 +158,8 @@ EMOJI_SETS = (
 
 
 def fetch_emoji(out: Path) -> dict[str, int]:
-    """The emoji both sets draw, one PNG per emoji and set; returns the count per folder."""
-    out.mkdir(parents=True, exist_ok=True)
+    """The emoji both sets draw, one PNG per emoji and set; returns the count per folder. Nothing is
+    written unless both packages were fetched."""
     names: dict[str, dict[str, bytes]] = {}
     with tempfile.TemporaryDirectory(prefix="dynastream-fetch-") as tmp:
         for es in EMOJI_SETS:
@@ -171,6 +171,7 @@ def fetch_emoji(out: Path) -> dict[str, int]:
     common = sorted(set.intersection(*(set(v) for v in names.values())))
     if not common:
         raise FetchError("the emoji packages hold no common 64x64 images")
+    out.mkdir(parents=True, exist_ok=True)
     for es in EMOJI_SETS:
         folder = out / es.folder
         folder.mkdir(exist_ok=True)
