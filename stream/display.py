@@ -1,7 +1,9 @@
 """The live window (pygame): the stylized picture, HUD, help overlay, split views, fullscreen and
 screenshots. Runs on the main thread only. Headless runs have no Window at all."""
 
+import importlib.util
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,42 @@ class DisplayError(DynastreamError):
     pass
 
 
+# Performer names of the tuning sites (the HUD shows these; the help overlay maps them to the sites).
+SITE_LABELS = {"res3_in": "coarse", "up1_in": "mid", "out_in": "fine", "layer3_out": "layer3"}
+
+
+def site_label(site: str) -> str:
+    return SITE_LABELS.get(site, site)
+
+
+def _load_llvm_users_before_gl() -> None:
+    """Keep a window's GL and torch.compile's LLVM apart; call before SDL opens a window.
+
+    Root cause of the segfault of `live` on Mesa desktops (gdb, 2026-12-01): SDL's X11 window
+    uses GL for its framebuffer by default, so Mesa's ``swrast_dri.so`` is loaded, and it pulls
+    ``libLLVM-15.so.1`` into the process's *global* symbol scope. ``triton/_C/libtriton.so``
+    (imported by inductor, torch.compile's code generator) carries its own, newer LLVM and
+    exports its ~24 k ``llvm::`` symbols with default visibility. Loaded after Mesa, the dynamic
+    linker binds libtriton's references to ``llvm::DebugCounter::instance()`` and friends to the
+    LLVM 15 definitions already in the global scope; triton's static initialiser
+    (``_GLOBAL__sub_I_PassBuilder.cpp``) then runs its inlined ``MapVector`` code on LLVM 15's
+    differently laid out object and frees a garbage pointer (SIGSEGV in ``free``). Loaded before
+    Mesa, libtriton sits in its own local scope (Python loads extensions RTLD_LOCAL) and both
+    LLVMs resolve to themselves.
+
+    Two guards, each sufficient: the window blits a software surface, so GL framebuffer
+    acceleration buys nothing and is off unless the user asks for it (``SDL_FRAMEBUFFER_ACCELERATION``),
+    which keeps Mesa out of the process; and triton, where installed, is loaded first anyway.
+    """
+    os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
+    if "triton" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    try:
+        import triton  # noqa: F401
+    except Exception:  # a broken triton install only matters to torch.compile, which reports it
+        pass
+
+
 @dataclass
 class HudInfo:
     """What the HUD shows; the live loop updates one instance in place."""
@@ -49,6 +87,7 @@ class HudInfo:
     fps: float = 0.0
     latency_ms: float = 0.0
     dropped: int = 0
+    status: str = ""            # a standing line (e.g. the compile in progress), until cleared
 
 
 def fit_rect(src_wh: tuple[int, int], box: pygame.Rect) -> pygame.Rect:
@@ -61,6 +100,9 @@ def fit_rect(src_wh: tuple[int, int], box: pygame.Rect) -> pygame.Rect:
 class Window:
     def __init__(self, size_wh: tuple[int, int], title: str = "dynastream", fullscreen: bool = False,
                  hud: bool = True, screenshot_dir: str = "."):
+        _load_llvm_users_before_gl()
+        if os.environ.get("SDL_VIDEO_X11_WMCLASS") == os.path.basename(sys.argv[0]):   # pygame's import sets it
+            os.environ["SDL_VIDEO_X11_WMCLASS"] = "dynastream"   # the window's class, not "__main__.py"
         try:
             pygame.display.init()
         except pygame.error as e:
@@ -88,6 +130,7 @@ class Window:
         self._message = ""
         self._message_until = 0.0
         self._help_surface: Optional[pygame.Surface] = None
+        self._help_sites: tuple[str, ...] = ()
         self._screenshot_pending = False
         self.screenshots: list[Path] = []
         try:
@@ -194,6 +237,8 @@ class Window:
         if self.hud:
             self._draw_hud(info)
         if self.help:
+            if self._help_sites != tuple(info.sites):
+                self._help_sites, self._help_surface = tuple(info.sites), None
             self._draw_help()
         pygame.display.flip()
 
@@ -231,7 +276,7 @@ class Window:
                 break
             edited = info.edit_site == ALL_SITES or info.edit_site == i
             color = _ACCENT if edited else _FG
-            label = self._text(f"{site:<8}{info.alpha[i]:+.2f}", color)
+            label = self._text(f"{site_label(site):<8}{info.alpha[i]:+.2f}", color)
             self._screen.blit(label, (6, y))
             x0 = 10 + label.get_width()
             bar = pygame.Rect(x0, y + 3, bar_w, label.get_height() - 6)
@@ -244,14 +289,26 @@ class Window:
                 tx = x0 + int(bar_w * (float(info.target[i]) - lo) / span)
                 pygame.draw.line(self._screen, (255, 60, 60), (tx, bar.y - 2), (tx, bar.bottom + 1), 2)
             y += label.get_height() + 2
+        if info.status:
+            s = self._text(info.status, _ACCENT)
+            self._screen.blit(s, (6, y + 2))
+            y += s.get_height() + 2
         if self._message and now < self._message_until:
             self._screen.blit(self._text(self._message, _ACCENT), (6, y + 2))
+
+    def show_status(self, text: str) -> None:
+        """Before the first frame: a black window with one centred line, so it is never silent."""
+        self._screen.fill(_BG)
+        s = self._text(text, _ACCENT)
+        self._screen.blit(s, s.get_rect(center=self._screen.get_rect().center))
+        pygame.display.flip()
 
     def _draw_help(self) -> None:
         if self._help_surface is None:
             title = self._font.render("keys", True, _ACCENT)
+            lines = HELP_LINES + tuple((site_label(site), f"tuning site {site}") for site in self._help_sites)
             rows = [(self._font.render(keys, True, _ACCENT), self._font.render(what, True, _FG))
-                    for keys, what in HELP_LINES]
+                    for keys, what in lines]
             key_w = max(k.get_width() for k, _ in rows) + 16
             line_h = max(k.get_height() for k, _ in rows) + 3
             w = key_w + max(d.get_width() for _, d in rows) + 24

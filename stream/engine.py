@@ -212,7 +212,8 @@ class Prepared:
 
     net: DynamicNet
     step: Step
-    backend: str
+    backend: str                                  # what runs (eager when a compile failed)
+    requested: str = ""                           # what prepare was asked for
     run_full_batch: bool = False                  # compiled / captured code has the static max_batch shape
     compiled: Any = None                          # torch.compile'd step
     ort: Any = None                               # (session, {n: io_binding})
@@ -243,7 +244,10 @@ class Engine:
     (each on its own stream). On the CPU there is one slot and ``submit`` computes.
     """
 
-    def __init__(self, net: DynamicNet, config: EngineConfig, in_hw: tuple[int, int]):
+    def __init__(self, net: DynamicNet, config: EngineConfig, in_hw: tuple[int, int], start_eager: bool = False):
+        """``start_eager``: when the backend is ``compile``, the engine starts with the eager net at
+        once (no compile wait); ``prepare(net)`` on another thread then compiles, and ``use`` of its
+        result switches (``compile_pending`` says whether that is still to come)."""
         if config.max_batch < 1:
             raise EngineError(f"max_batch must be at least 1, not {config.max_batch}")
         if config.threads is not None and config.threads < 1:
@@ -275,7 +279,9 @@ class Engine:
             self._compute = torch.cuda.Stream(self.device)
             self._d2h = torch.cuda.Stream(self.device)
             torch.backends.cudnn.benchmark = True     # one input size per engine: pick the fastest kernels
-        self.prepared = self.prepare(net)
+        deferred = start_eager and self.backend == "compile"
+        self.prepared = self.prepare(net, backend="eager" if deferred else None)
+        self.compile_pending = deferred
         self.net = self.prepared.net
         self.notes += self.prepared.notes
 
@@ -296,11 +302,14 @@ class Engine:
 
     # --- preparing a net (callable from a loader thread: it touches no slot the feed uses) ----
 
-    def prepare(self, net: DynamicNet) -> Prepared:
+    def prepare(self, net: DynamicNet, backend: Optional[str] = None) -> Prepared:
         """Make a net ready for this engine: a private copy on the device in the engine's dtype and
         memory format, then compiled / exported / captured for the engine's shapes. Slow for the
         compile backend (seconds; the first time for a shape, tens of seconds), so a model switch
-        should call it off the inference thread and then ``use`` the result."""
+        should call it off the inference thread and then ``use`` the result. ``backend``: eager
+        instead of the engine's backend (a stand-in while the compiled net is prepared)."""
+        if backend not in (None, "eager", self.backend):
+            raise EngineError(f"an engine for the {self.backend} backend prepares nets for it or eager, not {backend}")
         if len(net.sites) != self.n_sites:
             raise EngineError(f"model {net.meta.get('name', '?')} has {len(net.sites)} tuning sites, "
                               f"the running one has {self.n_sites}")
@@ -312,7 +321,7 @@ class Engine:
         for p in net.parameters():
             p.requires_grad_(False)
         step = Step(net, self.dtype, self.in_hw, self.out_hw, self.memory_format).eval()
-        prepared = Prepared(net, step, self.backend)
+        prepared = Prepared(net, step, backend or self.backend, requested=backend or self.backend)
         scratch_in = torch.zeros_like(self._slots[0].in_dev)
         scratch_alpha = torch.zeros_like(self._slots[0].alpha_dev)
         if prepared.backend == "compile":
@@ -399,6 +408,8 @@ class Engine:
         if not isinstance(prepared, Prepared):
             raise TypeError("Engine.use takes what Engine.prepare returned")
         self.prepared, self.net = prepared, prepared.net
+        if prepared.requested == self.backend:
+            self.compile_pending = False   # compiled, or the compile failed and its note says why
 
     def info(self) -> dict:
         return {"device": str(self.device), "device_name": device_name(self.device),

@@ -101,6 +101,8 @@ class LiveStats:
     latency_ms_p50: float = math.nan   # capture -> shown (after the window flip)
     latency_ms_p95: float = math.nan
     infer_ms_p50: float = math.nan
+    first_frame_s: float = math.nan    # start of the run -> first frame shown
+    compiled_after_s: float = math.nan  # start of the run -> the compiled net took over (compile backend)
     ended_by: str = ""
 
     def summary(self) -> str:
@@ -270,6 +272,9 @@ class LivePipeline:
         self._clock: Optional[ClockSource] = None   # the source of a dcgan model's latent walk
         self._finishing: list[_Take] = []
         self._takes = 0
+        self._started = time.perf_counter()
+        self._compile_started = 0.0
+        self._compile_shown_s = -1
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -295,11 +300,11 @@ class LivePipeline:
             self.source.close()
         self.source = self._clock = ClockSource(self.config.fps)
 
-    def _make_engine(self, net):
+    def _make_engine(self, net, start_eager: bool = False):
         c = self.config
         if self.kind == "dcgan":
             return GeneratorEngine(net, self.engine_config, c.walk_seed, c.walk_seconds)
-        return Engine(net, self.engine_config, self.source.shape_hwc[:2])
+        return Engine(net, self.engine_config, self.source.shape_hwc[:2], start_eager=start_eager)
 
     def _open(self) -> None:
         c = self.config
@@ -329,9 +334,10 @@ class LivePipeline:
         if not c.headless:
             self.window = Window(window_size(view_wh, c.window), f"dynastream - {self.source.name}",
                                  c.fullscreen, c.hud, c.save_dir)
+            self.window.show_status(f"loading {c.models[0]} ...")
         self.engine_config = EngineConfig(device=c.device, precision=c.precision, backend=c.backend, size_wh=self.size_wh,
                                           channels_last=True, max_batch=1)
-        self.engine = self._make_engine(net)
+        self.engine = self._make_engine(net, start_eager=True)   # compiled (if at all) in the background
         self._warm_up(self.engine)
         self.net = net
         self.midi: Optional[MidiInput] = None
@@ -352,8 +358,32 @@ class LivePipeline:
         note = " (untrained: random weights, the picture is a placeholder until trained models ship)" if untrained else ""
         self.report(f"live: {what} -> {name}{note} on {self.engine.device} at "
                     f"{self.size_wh[0]}x{self.size_wh[1]}" + ("" if c.headless else "; h shows the keys, q quits"))
+        if getattr(self.engine, "compile_pending", False):
+            self._compile_in_background(net, name)
         if c.record is not None:
             self._start_take()
+
+    def _compile_in_background(self, net, name: str) -> None:
+        """The first frames run eager at once; the compiled net takes over when it is ready."""
+        w, h = self.size_wh
+        self._compile_started = time.perf_counter()
+        self.hud.status = f"compiling the net for {w}x{h} (eager frames meanwhile)"
+        self.notice(f"compiling the net for {w}x{h} in the background (typically 10-40 s on a 2-core CPU); "
+                    "eager frames meanwhile")
+        self._loader = threading.Thread(target=self._compile, args=(net, name), name="compiler", daemon=True)
+        self._loader.start()
+
+    def _compile(self, net, name: str) -> None:
+        prepared = self.engine.prepare(net)
+        seconds = time.perf_counter() - self._compile_started
+        if prepared.backend == "compile":
+            text = f"compiled in {seconds:.0f} s: the compiled net runs now"
+        else:
+            text = f"{prepared.notes[-1] if prepared.notes else 'torch.compile failed'}; eager frames go on"
+        self._pending = (None, prepared, net, name)
+        self.notice(text)
+        if self.window is not None:
+            self._loader_message = text
 
     def _warm_up(self, engine: Engine) -> None:
         """First calls allocate and pick kernels; keep that out of the first frames' latency."""
@@ -373,6 +403,10 @@ class LivePipeline:
             self.engine.use(prepared)
         self.net = net
         self.controller.set_model(net.sites, net.alpha_range)
+        if self.hud.status and not getattr(self.engine, "compile_pending", False):
+            self.hud.status = ""
+            if self.engine.prepared.backend == "compile":
+                self.stats.compiled_after_s = time.perf_counter() - self._started
         label, untrained = _model_label(net)
         self.hud.model, self.hud.untrained = label, untrained
         self.hud.sites, self.hud.alpha_range = net.sites, net.alpha_range
@@ -444,7 +478,8 @@ class LivePipeline:
 
     def _request_model(self, name: str) -> None:
         if self._loader is not None and self._loader.is_alive():
-            self._message("still loading the previous model")
+            self._message("the net is still compiling; m works once it is done"
+                          if getattr(self.engine, "compile_pending", False) else "still loading the previous model")
             return
         self._message(f"loading {name} ...")
         self._loader = threading.Thread(target=self._load_model, args=(name,), name="model-loader", daemon=True)
@@ -577,6 +612,12 @@ class LivePipeline:
 
     def _update_hud(self, frame: Frame) -> None:
         hud, status = self.hud, self.controller.status()
+        if hud.status and getattr(self.engine, "compile_pending", False):
+            seconds = int(time.perf_counter() - self._compile_started)
+            if seconds != self._compile_shown_s:
+                self._compile_shown_s = seconds
+                w, h = self.size_wh
+                hud.status = f"compiling the net for {w}x{h}: {seconds} s (eager frames meanwhile)"
         hud.alpha, hud.target = frame.alpha, status.target
         hud.edit_site, hud.lfo, hud.track, hud.paused = status.edit_site, status.lfo, status.track, self.paused
         hud.dropped = self.in_ring.dropped + self.out_ring.dropped
@@ -614,6 +655,7 @@ class LivePipeline:
                 self._latency.add(now - frame.captured_at)
                 if self.stats.shown == 0:
                     self._first_shown = now
+                    self.stats.first_frame_s = now - self._started
                 else:
                     fps = 1.0 / max(now - self._last_shown, 1e-6)
                     hud.fps = fps if hud.fps == 0 else 0.9 * hud.fps + 0.1 * fps
@@ -629,7 +671,7 @@ class LivePipeline:
                 return f"--frames {limit}"
 
     def run(self) -> LiveStats:
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         try:
             self._open()
         except BaseException:
