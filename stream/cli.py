@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from nets.checkpoint import DEFAULT_MODEL
+from nets.zoo_index import DEFAULT_MODEL
 from nets.errors import DynastreamError
 
 
