@@ -16,7 +16,7 @@ _WHERE = {  # name -> the module that defines it
     "StyleNetConfig": "nets.stylenet",
     "DynamicNet": "nets.tuning", "TuningBlock": "nets.tuning",
 }
-_SUBMODULES = ("checkpoint", "dcgan", "errors", "layers", "stylenet", "tuning", "zoo_index")
+_SUBMODULES = ("atomic", "checkpoint", "dcgan", "errors", "layers", "stylenet", "tuning", "zoo_index")
 
 __all__ = list(_WHERE)
 

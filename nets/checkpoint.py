@@ -11,12 +11,12 @@ the internet cannot run code::
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
+from nets.atomic import atomic_open
 from nets.dcgan import DCGANConfig, DCGANGenerator
 from nets.errors import CheckpointError
 from nets.stylenet import PRESETS, StyleNet, StyleNetConfig
@@ -72,15 +72,8 @@ def save(net: DynamicNet, path: PathLike, *, objectives: Optional[dict] = None,
     if train_state is not None:
         ckpt["train_state"] = train_state
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:   # mode 0666 less the umask, like any file we write
+        torch.save(ckpt, f)
     return path
 
 
