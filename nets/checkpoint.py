@@ -1,4 +1,5 @@
-"""The one checkpoint format, its loader and saver, and the model zoo index.
+"""The one checkpoint format, its loader and saver, and the model zoo index
+(kept torch-free in ``nets.zoo_index``, re-exported here).
 
 A checkpoint is a ``torch.save``d dict, read with ``torch.load(weights_only=True)`` so a file from
 the internet cannot run code::
@@ -10,37 +11,23 @@ the internet cannot run code::
 
 import os
 import pickle
-import tempfile
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 
+from nets.atomic import atomic_open
 from nets.dcgan import DCGANConfig, DCGANGenerator
-from nets.errors import DynastreamError
+from nets.errors import CheckpointError
 from nets.stylenet import PRESETS, StyleNet, StyleNetConfig
 from nets.tuning import MODES, DynamicNet
+from nets.zoo_index import DEFAULT_MODEL, UNTRAINED, UNTRAINED_PREFIX, ZOO_DIR, ZooEntry, zoo_entries  # noqa: F401  (re-exported)
 
 FORMAT_NAME = "dynastream"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("kind", "arch", "mode", "sites", "alpha_range", "objectives", "provenance", "state_dict")
-ZOO_DIR = Path(__file__).resolve().parent / "zoo"
-UNTRAINED_PREFIX = "untrained:"
-DEFAULT_MODEL = "lite-elephants-strength"   # the zoo model live and render use unless told otherwise
-UNTRAINED = {  # name -> (kind, preset, mode); random weights, seeded, for tests, benchmarks and demos
-    "untrained:lite": ("style", "lite", "normal"),
-    "untrained:lite-dual": ("style", "lite", "dual"),
-    "untrained:paper": ("style", "paper", "normal"),
-    "untrained:paper-dual": ("style", "paper", "dual"),
-    "untrained:dcgan": ("dcgan", None, "normal"),
-}
 
 PathLike = Union[str, os.PathLike]
-
-
-class CheckpointError(DynastreamError):
-    pass
 
 
 def arch_of(net: DynamicNet) -> dict:
@@ -85,15 +72,8 @@ def save(net: DynamicNet, path: PathLike, *, objectives: Optional[dict] = None,
     if train_state is not None:
         ckpt["train_state"] = train_state
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:   # mode 0666 less the umask, like any file we write
+        torch.save(ckpt, f)
     return path
 
 
@@ -172,37 +152,3 @@ def resolve(name_or_path: PathLike) -> Path:
         raise CheckpointError(f"checkpoint {path} does not exist")
     known = ", ".join(list(entries) + list(UNTRAINED))
     raise CheckpointError(f"no model named {name_or_path!r}: not a file and not in the zoo (known: {known})")
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    """One model in nets/zoo/zoo.yaml; ``card`` is the free-form model card."""
-
-    name: str
-    file: str
-    kind: str
-    mode: str
-    preset: str
-    alpha_range: tuple[float, float]
-    size_bytes: int
-    description: str
-    license: str = ""
-    card: dict = field(default_factory=dict)
-
-
-def zoo_entries(index: Optional[Path] = None) -> list[ZooEntry]:
-    """The zoo index. It is YAML so model cards stay readable; PyYAML is imported here lazily, the
-    only non-torch import under nets/."""
-    import yaml
-
-    index = index or ZOO_DIR / "zoo.yaml"
-    data = yaml.safe_load(index.read_text()) or {}
-    allowed = {f.name for f in fields(ZooEntry)}
-    entries = []
-    for i, raw in enumerate(data.get("models") or []):
-        unknown = set(raw) - allowed
-        if unknown:
-            raise CheckpointError(f"{index}: model #{i + 1} has unknown key(s) {', '.join(sorted(unknown))}")
-        raw = dict(raw, alpha_range=tuple(raw["alpha_range"]))
-        entries.append(ZooEntry(**raw))
-    return entries

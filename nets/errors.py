@@ -8,3 +8,7 @@ else is a bug and keeps its traceback.
 
 class DynastreamError(Exception):
     """Bad input from the user; ``str(err)`` is one sentence fit to print."""
+
+
+class CheckpointError(DynastreamError):
+    """A checkpoint or the zoo index that cannot be used (here so that the zoo index needs no torch)."""

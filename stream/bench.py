@@ -716,16 +716,15 @@ def report(result: dict, markdown: bool = False) -> str:
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    import tempfile
     from pathlib import Path
+
+    from nets.atomic import atomic_open
 
     target = Path(path)
     if not target.parent.is_dir():
         raise BenchError(f"cannot write {target}: folder {target.parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "w") as f:
+        with atomic_open(target, "w") as f:
             f.write(text)
-        os.replace(tmp, target)
     except OSError as e:
         raise BenchError(f"cannot write {target} ({e.strerror or e})") from None

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from nets.checkpoint import DEFAULT_MODEL
+from nets.zoo_index import DEFAULT_MODEL
 from nets.errors import DynastreamError
 
 
@@ -134,6 +134,8 @@ def add_render(sub) -> None:
                    help="on an error or Ctrl-C keep what was rendered as NAME.partial.EXT")
     p.add_argument("--fps", type=_positive(float), default=25.0,
                    help="frame rate of a folder of images, for keyframes given in seconds (default 25)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar on stderr (the summary line is still printed)")
     p.set_defaults(run=run_render)
 
 
@@ -149,7 +151,7 @@ def run_render(args: argparse.Namespace) -> int:
                           video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
                           keep_partial=args.keep_partial, fps=args.fps)
     try:
-        stats = render(args.input, args.output, config, progress=True)
+        stats = render(args.input, args.output, config, progress=not args.quiet)
     except KeyboardInterrupt as e:
         kept = getattr(e, "partial", None)
         print(f"dynastream: render {e}" if kept else f"dynastream: render interrupted; {args.output} was not written",

@@ -13,7 +13,6 @@ upsampling) is plain for the older one.
 import io
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Union
@@ -21,6 +20,7 @@ from typing import Union
 import torch
 
 from nets import DynamicNet
+from nets.atomic import atomic_open
 from nets.errors import DynastreamError
 
 OPSET = 17
@@ -82,17 +82,8 @@ def export_onnx(net: DynamicNet, path: Union[str, os.PathLike], opset: int = OPS
         raise ExportError(f"cannot write {path}: folder {folder} is not writable")
     data = onnx_bytes(net.to("cpu", torch.float32), opset=opset)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise ExportError(f"cannot write {path} ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path) as f:   # mode 0666 less the umask, not mkstemp's 0600
             f.write(data)
-        os.replace(tmp, path)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
         raise ExportError(f"cannot write {path} ({e.strerror or e})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

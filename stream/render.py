@@ -13,6 +13,7 @@ any error or interrupt stops the threads and leaves the target path untouched (s
 
 import os
 import shutil
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,16 +73,79 @@ class RenderStats:
     encode_s: float = 0.0
     size_wh: tuple[int, int] = (0, 0)
     audio: list[str] = field(default_factory=list)
+    unit: str = "frame"        # "image" for an image or a folder of images
 
     @property
     def fps(self) -> float:
+        """Frames (images) per second of the whole render stage: setup of the engine included."""
         return self.frames / self.wall_s if self.wall_s > 0 else 0.0
 
     def summary(self) -> str:
         audio = f", audio: {', '.join(self.audio)}" if self.audio else ""
-        return (f"{self.output}: {self.frames} frames at {self.size_wh[0]}x{self.size_wh[1]} in {self.wall_s:.1f} s "
-                f"({self.fps:.1f} fps; busy: decode {self.decode_s:.1f} s, inference {self.infer_s:.1f} s, "
+        count = f"{self.frames} {self.unit}{'' if self.frames == 1 else 's'}"
+        if self.unit == "frame":
+            rate = f"{_rate(self.fps)} fps; "
+        else:   # one image: its time says it all
+            rate = f"{_rate(self.fps)} images/s; " if self.frames != 1 else ""
+        return (f"{self.output}: {count} at {self.size_wh[0]}x{self.size_wh[1]} in {_seconds(self.wall_s)} "
+                f"({rate}busy: decode {self.decode_s:.1f} s, inference {self.infer_s:.1f} s, "
                 f"encode {self.encode_s:.1f} s{audio})")
+
+
+def _rate(per_s: float) -> str:
+    """Two significant digits below 1 (0.043, not 0.0), one decimal above."""
+    return f"{per_s:.2g}" if per_s < 1 else f"{per_s:.1f}"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.2f} s" if s < 1 else f"{s:.1f} s"
+
+
+class Progress:
+    """The render's bar on stderr: done / total, rate, ETA. It appears with the first finished step
+    or after a second of a long one (a large image, a first batch that compiles), and is redrawn
+    while a step runs so the elapsed time moves; an error before that prints only the error. On a
+    pipe (CI logs) tqdm still writes, at most once a second, and the ticker every 5 s."""
+
+    def __init__(self, total: Optional[int], unit: str, desc: str, show: bool = True,
+                 tick_s: Optional[float] = None):
+        self.total, self.unit, self.desc, self.show = total, unit, desc, show
+        self.tty = sys.stderr.isatty()
+        self.tick_s = tick_s or (1.0 if self.tty else 5.0)
+        self._t0 = time.time()    # tqdm's clock
+        self._bar = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="render-progress", daemon=True)
+        if show:
+            self._ticker.start()
+
+    def _open(self):
+        from tqdm import tqdm
+
+        with self._lock:
+            if self._bar is None:
+                bar = tqdm(total=self.total, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=self.tty,
+                           mininterval=0.1 if self.tty else 1.0, delay=1e-9)   # delay: no draw before the clock is set
+                bar.delay = 0
+                bar.start_t = bar.last_print_t = self._t0   # elapsed and rate count from the start of the work
+                self._bar = bar
+            return self._bar
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            self._open().refresh()
+
+    def update(self, n: int = 1) -> None:
+        if self.show:
+            self._open().update(n)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
+        if self._bar is not None:
+            self._bar.close()
 
 
 def input_kind(path: PathLike) -> InputKind:
@@ -201,8 +265,6 @@ def _encode_loop(ring: FrameRing, writer: VideoWriter, errors: list, stats: Rend
 
 def render_video(input_path: Path, output_path: Path, net, track: Track, config: RenderConfig,
                  progress: bool = False) -> RenderStats:
-    from tqdm import tqdm
-
     source = VideoFileSource(str(input_path))
     writer = None
     try:
@@ -228,8 +290,7 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
     alpha_bs = np.zeros((b, n_sites), np.float32)
     batch: list[Frame] = []
     rgbs: list[np.ndarray] = []
-    bar = tqdm(total=source.frame_count or None, unit="frame", desc=output_path.name, dynamic_ncols=True,
-               disable=None if progress else True)
+    bar = Progress(source.frame_count or None, "frame", output_path.name, progress)
     start = time.perf_counter()
     decoder.start()
     encoder.start()
@@ -329,30 +390,33 @@ def write_image(path: Path, rgb_hwc_u8: np.ndarray) -> None:
 def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: Track, config: RenderConfig,
                   progress: bool = False) -> RenderStats:
     """Image i of ``pairs`` is frame i of a sequence at ``config.fps``; one Engine per image size."""
-    from tqdm import tqdm
-
-    stats = RenderStats(output)
+    stats = RenderStats(output, unit="image")
     engines: dict[tuple[int, int], Engine] = {}
     alpha_1s = np.zeros((1, len(track.sites)), np.float32)
+    bar = Progress(len(pairs), "image", output.name, progress)
     start = time.perf_counter()
-    for i, (src, dst) in enumerate(tqdm(pairs, unit="image", disable=None if progress else True)):
-        t0 = time.perf_counter()
-        rgb = read_image(src)
-        t1 = time.perf_counter()
-        in_hw = rgb.shape[:2]
-        if in_hw not in engines:
-            size = output_size(in_hw, config.size_wh, config.scale)
-            engines[in_hw] = Engine(net, EngineConfig(device=config.device, size_wh=size), in_hw)
-        track.alpha_into(alpha_1s[0], t=i / config.fps, frame=i, fps=config.fps)
-        out = engines[in_hw].run([rgb], alpha_1s)
-        t2 = time.perf_counter()
-        write_image(dst, out[0])
-        t3 = time.perf_counter()
-        stats.decode_s += t1 - t0
-        stats.infer_s += t2 - t1
-        stats.encode_s += t3 - t2
-        stats.frames += 1
-        stats.size_wh = (out.shape[2], out.shape[1])
+    try:
+        for i, (src, dst) in enumerate(pairs):
+            t0 = time.perf_counter()
+            rgb = read_image(src)
+            t1 = time.perf_counter()
+            in_hw = rgb.shape[:2]
+            if in_hw not in engines:
+                size = output_size(in_hw, config.size_wh, config.scale)
+                engines[in_hw] = Engine(net, EngineConfig(device=config.device, size_wh=size), in_hw)
+            track.alpha_into(alpha_1s[0], t=i / config.fps, frame=i, fps=config.fps)
+            out = engines[in_hw].run([rgb], alpha_1s)
+            t2 = time.perf_counter()
+            write_image(dst, out[0])
+            t3 = time.perf_counter()
+            stats.decode_s += t1 - t0
+            stats.infer_s += t2 - t1
+            stats.encode_s += t3 - t2
+            stats.frames += 1
+            stats.size_wh = (out.shape[2], out.shape[1])
+            bar.update()
+    finally:
+        bar.close()
     stats.wall_s = time.perf_counter() - start
     return stats
 

@@ -119,3 +119,26 @@ def test_malicious_pickle_does_not_run(tmp_path):
     with pytest.raises(CheckpointError):
         nets.load(raw)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_atomic_writers_get_the_mode_of_a_plain_open(tmp_path, umask):
+    from nets.atomic import atomic_open
+    from stream.bench import write_text_atomic
+
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "w"):
+            pass
+        written = [nets.save(_net(), tmp_path / "m.pt"), tmp_path / "b.json"]
+        write_text_atomic(str(written[1]), "{}\n")
+        with pytest.raises(ZeroDivisionError):
+            with atomic_open(tmp_path / "never.bin") as f:
+                f.write(b"half")
+                1 / 0
+    finally:
+        os.umask(old)
+    plain = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert plain == 0o666 & ~umask
+    assert [p.stat().st_mode & 0o777 for p in written] == [plain, plain]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "m.pt", "plain.txt"]   # no temporary left

@@ -33,3 +33,34 @@ def test_models_lists_zoo_or_says_it_is_empty():
 def test_unknown_option_is_a_usage_error():
     proc = run_cli("models", "--bogus")
     assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
+
+
+def imported_modules(*args: str) -> set[str]:
+    """The modules ``python -m stream ARGS`` imports, from ``-X importtime``'s report on stderr."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "stream", *args], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_help_and_models_do_not_import_torch():
+    heavy = ("torch", "torchvision", "numpy", "cv2", "av", "pygame")
+    for args in (("--help",), ("render", "--help"), ("models",)):
+        modules = imported_modules(*args)
+        assert "stream.cli" in modules, args
+        assert not sorted(m for m in modules if m.split(".")[0] in heavy), args
+
+
+def test_nets_names_are_lazy_and_all_there():
+    code = """
+import sys, nets, nets.errors, nets.zoo_index
+assert "torch" not in sys.modules, "torch imported"
+for name in nets.__all__:
+    getattr(nets, name)
+from nets.checkpoint import DEFAULT_MODEL, ZOO_DIR, CheckpointError, ZooEntry
+assert DEFAULT_MODEL == nets.zoo_index.DEFAULT_MODEL and nets.CheckpointError is CheckpointError
+assert nets.checkpoint.zoo_entries is nets.zoo_entries and nets.ZooEntry is ZooEntry
+assert not hasattr(nets, "no_such_name")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

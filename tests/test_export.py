@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -96,3 +97,24 @@ def _writable_anyway(folder):
         return False
     (folder / ".probe").unlink()
     return True
+
+
+def plain_open_mode(folder):
+    """The mode a plain ``open(path, "w")`` gives a new file in ``folder`` (0666 less the umask)."""
+    probe = folder / "plain.txt"
+    with open(probe, "w"):
+        pass
+    mode = probe.stat().st_mode & 0o777
+    probe.unlink()
+    return mode
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_onnx_file_gets_the_mode_of_a_plain_open(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = export_onnx(nets.load("untrained:dcgan"), tmp_path / "g.onnx")
+        assert path.stat().st_mode & 0o777 == plain_open_mode(tmp_path) == 0o666 & ~umask
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]

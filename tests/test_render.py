@@ -1,6 +1,8 @@
 import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 from stream.engine import Engine, EngineConfig
 from stream.keyframes import load_track
-from stream.render import RenderConfig, RenderInterrupted, render
+from stream.render import Progress, RenderConfig, RenderInterrupted, RenderStats, render
 from stream.ring import FrameRing
 from stream.sources import VideoFileSource
 from stream.writer import Recorder, VideoOptions
@@ -231,6 +233,52 @@ def test_cli_renders_and_reports(tmp_path, keyframes):
     assert proc.returncode == 0, proc.stderr
     assert "6 frames at 64x48" in proc.stdout and "audio: copy" in proc.stdout
     assert len(read_frames(tmp_path / "out.mkv")[0]) == 6
+    bar = proc.stderr.split("\r")[-1]    # the bar's last state, on a pipe too
+    assert "out.mkv: 100%" in bar and "6/6 [" in bar and "frame" in bar and bar.endswith("]\n"), proc.stderr   # frame/s or s/frame
+
+
+def test_cli_image_shows_one_step_and_its_time_quiet_shows_no_bar(tmp_path):
+    import cv2
+
+    rgb = pattern_frame(0, 48, 64)
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    proc = run_cli(tmp_path / "a.png", "-o", tmp_path / "b.png", "--model", "untrained:lite")
+    assert proc.returncode == 0, proc.stderr
+    assert "b.png: 100%" in proc.stderr and "1/1 [" in proc.stderr and "image" in proc.stderr
+    seconds = re.search(r": 1 image at 64x48 in ([0-9.]+) s \(busy", proc.stdout)
+    assert seconds and float(seconds.group(1)) > 0, proc.stdout
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"f{i}.png"), cv2.cvtColor(pattern_frame(i, 48, 64), cv2.COLOR_RGB2BGR))
+    proc = run_cli(folder, "-o", tmp_path / "styled", "--model", "untrained:lite", "--quiet")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert re.search(r"styled: 2 images at 64x48 in [0-9.]+ s \([0-9.]+ images/s; busy", proc.stdout), proc.stdout
+
+
+def test_summary_of_short_and_slow_runs():
+    one_image = RenderStats(Path("big.png"), frames=1, wall_s=31.0, size_wh=(4000, 3000), unit="image").summary()
+    assert one_image.startswith("big.png: 1 image at 4000x3000 in 31.0 s (busy: ") and "fps" not in one_image
+    slow = RenderStats(Path("o.mp4"), frames=1, wall_s=30.0, size_wh=(64, 48)).summary()
+    assert "1 frame at 64x48 in 30.0 s (0.033 fps;" in slow
+    assert "(12.5 fps;" in RenderStats(Path("o.mp4"), frames=25, wall_s=2.0).summary()
+
+
+def test_progress_bar_shows_the_time_of_a_long_step_and_nothing_on_an_early_error(capsys):
+    bar = Progress(1, "image", "big.png", tick_s=0.05)
+    time.sleep(1.2)      # one long step under way: the ticker redraws it
+    err = capsys.readouterr().err
+    assert re.search(r"big.png:   0%\|.*\| 0/1 \[00:0[1-9]<\?", err), err
+    bar.update()
+    bar.close()
+    assert re.search(r"1/1 \[00:0[1-9]<00:00", capsys.readouterr().err)
+    early = Progress(1, "image", "x.png")
+    early.close()        # an error before any step: no bar at all, only the error will show
+    hidden = Progress(3, "frame", "q.mp4", show=False)
+    hidden.update(3)
+    hidden.close()
+    assert capsys.readouterr().err == ""
 
 
 def error_cases(tmp_path):
