@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from nets import yamlfile
 from nets.dcgan import DCGANConfig, DCGANGenerator
 from nets.errors import DynastreamError
 from nets.stylenet import PRESETS, StyleNet, StyleNetConfig
@@ -191,12 +192,10 @@ class ZooEntry:
 
 
 def zoo_entries(index: Optional[Path] = None) -> list[ZooEntry]:
-    """The zoo index. It is YAML so model cards stay readable; PyYAML is imported here lazily, the
-    only non-torch import under nets/."""
-    import yaml
-
+    """The zoo index. It is YAML so model cards stay readable; nets.yamlfile imports PyYAML
+    lazily, the only non-torch import under nets/."""
     index = index or ZOO_DIR / "zoo.yaml"
-    data = yaml.safe_load(index.read_text()) or {}
+    data = yamlfile.read(index, "zoo index", error=CheckpointError) or {}
     allowed = {f.name for f in fields(ZooEntry)}
     entries = []
     for i, raw in enumerate(data.get("models") or []):

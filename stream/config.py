@@ -8,10 +8,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-import yaml
-
 import configs
-from nets.errors import DynastreamError
+from nets import yamlfile
+from nets.errors import DynastreamError, short_repr
 from stream.controls import ControllerConfig, ControlsError, MidiMap
 from stream.live import LiveConfig
 
@@ -109,14 +108,7 @@ def _presets(v, label):
 
 
 def _read_yaml(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where} is not valid YAML") from None
+    data = yamlfile.read(path, what, error=ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of keys to values")
     return data

@@ -38,7 +38,7 @@ def test_flags_override_the_file(tmp_path):
     ("headless: yes please\n", "headless must be true or false"),
     ("controls: {presets: [1, 2]}\n", "presets must be a list of 10"),
     ("size: 320x240\nscale: 0.5\n", "a processing size or a scale, not both"),
-    ("source: [1\n", "is not valid YAML"),
+    ("source: [1\n", "live.yaml: line 2: not valid YAML"),
     ("midi: {enabled: true, map: nothere.yaml}\n", "MIDI map"),
 ])
 def test_bad_config_files_name_the_key(tmp_path, text, message):

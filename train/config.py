@@ -16,7 +16,8 @@ from typing import Any, Literal, Mapping, Optional, Sequence, TypeVar, Union
 import yaml
 
 import configs
-from nets.errors import DynastreamError
+from nets import yamlfile
+from nets.errors import DynastreamError, short_repr
 
 T = TypeVar("T")
 
@@ -45,14 +46,7 @@ def resolve_config_path(spec: str) -> Path:
 
 
 def read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config {path} is not valid YAML{where}") from None
+    data = yamlfile.read(path, "config", error=ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -95,8 +89,8 @@ def apply_sets(data: dict, cls: type, sets: Sequence[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE (e.g. schedule.main.steps=100), got {item!r}")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
+            value = yamlfile.parse(text, f"--set {item}", error=ConfigError) if text.strip() else ""
+        except ConfigError:
             value = text
         tp: Any = cls
         node = data
