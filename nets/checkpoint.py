@@ -73,13 +73,13 @@ def arch_of(net: DynamicNet) -> dict:
 def build(kind: str, arch: dict, mode: str, sites, alpha_range=None) -> DynamicNet:
     """An untrained DynamicNet for a checkpoint's architecture fields."""
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}")
+        raise ValueError(f"unknown mode {short_repr(mode)}")
     if kind == "style" and arch.get("net") == "stylenet":
         main = StyleNet(StyleNetConfig.from_dict(arch))
     elif kind == "dcgan" and arch.get("net") == "dcgan":
         main = DCGANGenerator(DCGANConfig.from_dict(arch))
     else:
-        raise ValueError(f"unknown kind/net {kind!r}/{arch.get('net')!r}")
+        raise ValueError(f"unknown kind/net {short_repr(kind)}/{short_repr(arch.get('net'))}")
     return DynamicNet(main, list(sites), mode, tuple(alpha_range) if alpha_range else None)
 
 
@@ -141,7 +141,7 @@ def read(path: PathLike) -> dict:
     try:
         version = int(fmt.split("/", 1)[1])
     except ValueError:
-        raise CheckpointError(f"{path} has an unreadable format tag {fmt!r}") from None
+        raise CheckpointError(f"{path} has an unreadable format tag {short_repr(fmt)}") from None
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} uses checkpoint format {version}, newer than the format "
                               f"{FORMAT_VERSION} this dynastream reads; upgrade dynastream")
@@ -298,7 +298,7 @@ def resolve(name_or_path: PathLike) -> Path:
     if path.suffix or os.sep in str(name_or_path):
         raise CheckpointError(f"checkpoint {path} does not exist")
     known = ", ".join(list(entries) + list(UNTRAINED))
-    raise CheckpointError(f"no model named {name_or_path!r}: not a file and not in the zoo (known: {known})")
+    raise CheckpointError(f"no model named {short_repr(str(name_or_path))}: not a file and not in the zoo (known: {known})")
 
 
 @dataclass(frozen=True)
