@@ -104,11 +104,11 @@ _LIVE_FIELDS: dict[str, Callable] = {
     "window": _opt(parse_size), "fullscreen": _bool, "hud": _bool,
     "save_dir": _str, "ring_slots": _int_in(2, MAX_RING_SLOTS), "threads": _int_in(0, MAX_THREADS),
     "keyframes": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
-    "walk_seed": _int_in(0, MAX_SEED), "walk_seconds": _positive(1e6),
+    "walk_seed": _int_in(0, MAX_SEED), "walk_seconds": _positive(3600.0),
 }
 _CONTROL_FIELDS: dict[str, Callable] = {
     "slew": lambda v, label: 0.0 if v == 0 else _positive()(v, label), "step": _positive(),
-    "fine_step": _positive(), "lfo_period": _positive(1e6), "initial": _opt(lambda v, label: float(_number(v, label))),
+    "fine_step": _positive(), "lfo_period": _positive(3600.0), "initial": _opt(lambda v, label: float(_number(v, label))),
     "presets": _opt(lambda v, label: _presets(v, label)),
 }
 _MIDI_FIELDS = ("enabled", "device", "map")
