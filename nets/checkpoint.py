@@ -108,6 +108,7 @@ def save(net: DynamicNet, path: PathLike, *, objectives: Optional[dict] = None,
     }
     if train_state is not None:
         ckpt["train_state"] = train_state
+    check_metadata(ckpt, f"refused to save {path}")   # nothing is written that load would refuse
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

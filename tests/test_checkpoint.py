@@ -198,6 +198,8 @@ def test_save_refuses_non_finite_weights(tmp_path):
         net.main.conv1.conv.bias[0] = float("nan")
     with pytest.raises(CheckpointError, match="refused to save .* weight main.conv1.conv.bias holds 1 non-finite"):
         nets.save(net, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="refused to save .*: alpha_range must be two finite numbers"):
+        nets.save(_net(), tmp_path / "range.pt", alpha_range=(0.0, float("nan")))
     assert not list(tmp_path.iterdir())
 
 
