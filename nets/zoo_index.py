@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
+from nets import yamlfile
 from nets.errors import CheckpointError
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
@@ -39,12 +40,10 @@ class ZooEntry:
 
 
 def zoo_entries(index: Optional[Path] = None) -> list[ZooEntry]:
-    """The zoo index. It is YAML so model cards stay readable; PyYAML is imported here lazily, the
-    only non-torch import under nets/."""
-    import yaml
-
+    """The zoo index. It is YAML so model cards stay readable; nets.yamlfile imports PyYAML
+    lazily, the only non-torch import under nets/."""
     index = index or ZOO_DIR / "zoo.yaml"
-    data = yaml.safe_load(index.read_text()) or {}
+    data = yamlfile.read(index, "zoo index", error=CheckpointError) or {}
     allowed = {f.name for f in fields(ZooEntry)}
     entries = []
     for i, raw in enumerate(data.get("models") or []):

@@ -2,12 +2,14 @@
 calls, YAML); heavy modules are imported inside each command so `--help` stays fast."""
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from nets.errors import DynastreamError, short_repr
 from nets.zoo_index import DEFAULT_MODEL
-from nets.errors import DynastreamError
+from stream.limits import MAX_BATCH, MAX_FPS, MAX_SCALE, MAX_SIDE
 
 
 
@@ -89,22 +91,33 @@ def _size_wh(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, not {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"width and height must be at least 1, not {text!r}")
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, not {short_repr(text)}") from None
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+        raise argparse.ArgumentTypeError(f"width and height must be from 1 to {MAX_SIDE}, not {short_repr(text)}")
     return (w, h)
 
 
-def _positive(kind):
+def _positive(kind, high: float = math.inf):
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, not {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a number, not {short_repr(text)}") from None
+        if not (math.isfinite(value) and 0 < value <= high):
+            up_to = f" and at most {high:g}" if high < math.inf else ""
+            raise argparse.ArgumentTypeError(f"must be a finite number above 0{up_to}, not {short_repr(text)}")
         return value
     return parse
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {short_repr(text)}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {short_repr(text)}")
+    return value
 
 
 def add_render(sub) -> None:
@@ -119,20 +132,20 @@ def add_render(sub) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="zoo name, checkpoint path or untrained:* (default %(default)s)")
     a = p.add_mutually_exclusive_group()
-    a.add_argument("--alpha", type=float, help="a constant alpha (default: the middle of the model's range)")
+    a.add_argument("--alpha", type=_finite, help="a constant alpha (default: the middle of the model's range)")
     a.add_argument("--keyframes", metavar="FILE", help="an alpha track (.yaml or .csv)")
     p.add_argument("--allow-extrapolation", action="store_true", help="allow alpha outside the model's range")
     s = p.add_mutually_exclusive_group()
     s.add_argument("--size", type=_size_wh, metavar="WxH", help="processing and output size (default: the input's)")
-    s.add_argument("--scale", type=_positive(float), metavar="S", help="processing and output size as a factor of the input's")
-    p.add_argument("--batch", type=_positive(int), default=1, metavar="B", help="frames per inference call (default 1)")
+    s.add_argument("--scale", type=_positive(float, MAX_SCALE), metavar="S", help="processing and output size as a factor of the input's")
+    p.add_argument("--batch", type=_positive(int, MAX_BATCH), default=1, metavar="B", help="frames per inference call (default 1)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--codec", help="video encoder (default libx264; e.g. libx265, libvpx-vp9, libsvtav1, ffv1)")
-    p.add_argument("--crf", type=float, help="constant quality for x264/x265/vp9/av1 (lower is better; x264 default 23)")
+    p.add_argument("--crf", type=_finite, help="constant quality for x264/x265/vp9/av1 (lower is better; x264 default 23)")
     p.add_argument("--preset", help="encoder speed preset (x264: ultrafast .. veryslow, default medium)")
     p.add_argument("--keep-partial", action="store_true",
                    help="on an error or Ctrl-C keep what was rendered as NAME.partial.EXT")
-    p.add_argument("--fps", type=_positive(float), default=25.0,
+    p.add_argument("--fps", type=_positive(float, MAX_FPS), default=25.0,
                    help="frame rate of a folder of images, for keyframes given in seconds (default 25)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar on stderr (the summary line is still printed)")
@@ -143,8 +156,8 @@ def run_render(args: argparse.Namespace) -> int:
     from stream.render import RenderConfig, render
     from stream.writer import VideoOptions
 
-    if args.crf is not None and args.crf < 0:
-        raise DynastreamError(f"--crf must be 0 or more, not {args.crf:g}")
+    if args.crf is not None and not 0 <= args.crf <= 63:
+        raise DynastreamError(f"--crf must be from 0 to 63, not {args.crf:g}")
     config = RenderConfig(model=args.model, alpha=args.alpha, keyframes=args.keyframes,
                           allow_extrapolation=args.allow_extrapolation, size_wh=args.size, scale=args.scale,
                           batch=args.batch, device=args.device,
@@ -190,8 +203,8 @@ def _size_list(text: str) -> tuple[tuple[int, int], ...]:
     sizes = []
     for part in text.split(","):
         w, sep, h = part.strip().lower().partition("x")
-        if not sep or not w.isdigit() or not h.isdigit() or int(w) < 8 or int(h) < 8:
-            raise argparse.ArgumentTypeError(f"{part!r} is not a size like 320x240 (both sides at least 8)")
+        if not sep or not w.isdigit() or not h.isdigit() or not (8 <= int(w) <= MAX_SIDE and 8 <= int(h) <= MAX_SIDE):
+            raise argparse.ArgumentTypeError(f"{short_repr(part)} is not a size like 320x240 (sides from 8 to {MAX_SIDE})")
         sizes.append((int(w), int(h)))
     return tuple(sizes)
 
@@ -200,9 +213,9 @@ def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
+        raise argparse.ArgumentTypeError(f"{short_repr(text)} is not a comma-separated list of whole numbers") from None
     if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: every value must be at least 1")
+        raise argparse.ArgumentTypeError(f"{short_repr(text)}: every value must be at least 1")
     return values
 
 
@@ -211,7 +224,7 @@ def _name_list(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
         names = tuple(v.strip() for v in text.split(",") if v.strip())
         bad = [n for n in names if n not in choices and not (n.startswith("cuda:") and "cuda" in choices)]
         if bad or not names:
-            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(choices)}")
+            raise argparse.ArgumentTypeError(f"{short_repr(text)}: choose from {', '.join(choices)}")
         return names
     return parse
 
@@ -330,7 +343,7 @@ def run_generate(args: argparse.Namespace) -> int:
         try:
             alphas = tuple(float(a) for a in args.alpha.split(","))
         except ValueError:
-            raise DynastreamError(f"--alpha must be comma-separated numbers such as 0,0.5,1, not {args.alpha!r}") from None
+            raise DynastreamError(f"--alpha must be comma-separated numbers such as 0,0.5,1, not {short_repr(args.alpha)}") from None
     config = GenerateConfig(alphas=alphas, n=args.n, seed=args.seed, device=args.device, scale=args.scale,
                             allow_extrapolation=args.allow_extrapolation)
     print(generate(args.model, args.output, config).summary())
@@ -369,7 +382,11 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
     except ValueError:
-        raise DynastreamError(f"--alphas must be comma-separated numbers, not {args.alphas!r}") from None
+        raise DynastreamError(f"--alphas must be comma-separated numbers, not {short_repr(args.alphas)}") from None
+    if not all(math.isfinite(a) for a in alphas):
+        raise DynastreamError(f"--alphas must be finite numbers, not {short_repr(args.alphas)}")
+    if not 16 <= args.size <= 4096:
+        raise DynastreamError(f"--size must be from 16 to 4096 pixels, not {args.size}")
     net = nets.load(args.model)
     if net.kind == "dcgan":
         return _eval_dcgan(net, alphas, args)
@@ -396,12 +413,12 @@ def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
     if args.subsets is not None:
         parts = [p.strip() for p in args.subsets.split(",")]
         if len(parts) != 2 or not all(parts):
-            raise DynastreamError(f"--subsets must be two folders as A,B, not {args.subsets!r}")
+            raise DynastreamError(f"--subsets must be two folders as A,B, not {short_repr(args.subsets)}")
         subset_a, subset_b = parts
     else:
         subset_a, subset_b = recorded_subsets(net)
-    if args.samples < 1:
-        raise DynastreamError("--samples must be at least 1")
+    if not 1 <= args.samples <= 100_000:
+        raise DynastreamError(f"--samples must be from 1 to 100000, not {args.samples}")
     result = evaluate_dcgan(net, subset_a, subset_b, alphas=alphas, samples=args.samples)
     print(result.table())
     print(f"subset classifier accuracy on held-out real images: {result.classifier_accuracy:.1%}; "

@@ -5,14 +5,15 @@ one is named with where it came from (``live.yaml: size`` or ``--size``).
 """
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
-import yaml
-
 import configs
-from nets.errors import DynastreamError
+from nets import yamlfile
+from nets.errors import DynastreamError, short_repr
 from stream.controls import ControllerConfig, ControlsError, MidiMap
+from stream.limits import MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_THREADS
 from stream.live import LiveConfig
 
 DEFAULT_LIVE = configs.path("live.yaml")
@@ -24,10 +25,11 @@ class ConfigError(DynastreamError):
 
 
 def parse_size(value: Any, label: str) -> tuple[int, int]:
-    """'320x240' -> (320, 240), both positive."""
+    """'320x240' -> (320, 240), both from 1 to MAX_SIDE."""
     parts = str(value).strip().lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(f"bad {label} {value!r}: use WIDTHxHEIGHT with positive numbers, such as 320x240")
+    if len(parts) != 2 or not all(p.strip().isdigit() and 0 < int(p) <= MAX_SIDE for p in parts):
+        raise ConfigError(f"bad {label} {short_repr(value)}: use WIDTHxHEIGHT with numbers from 1 to {MAX_SIDE}, "
+                          "such as 320x240")
     return int(parts[0]), int(parts[1])
 
 
@@ -37,33 +39,53 @@ def _opt(convert: Callable) -> Callable:
 
 def _str(v, label):
     if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-        raise ConfigError(f"{label} must be a text, not {v!r}")
+        raise ConfigError(f"{label} must be a text, not {short_repr(v)}")
     return str(v)
+
+
+def _source(v, label):
+    """A camera index is a small number; anything else is checked when the source opens."""
+    text = _str(v, label)
+    if text.strip().isdigit() and int(text) > MAX_CAMERA_INDEX:
+        raise ConfigError(f"{label} {short_repr(text)} is not a camera index (0 to {MAX_CAMERA_INDEX}), a file or demo")
+    return text
 
 
 def _bool(v, label):
     if not isinstance(v, bool):
-        raise ConfigError(f"{label} must be true or false, not {v!r}")
+        raise ConfigError(f"{label} must be true or false, not {short_repr(v)}")
     return v
+
+
+def _int_in(low: int, high: int) -> Callable:
+    def convert(v, label):
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).strip().lstrip("-").isdigit() \
+                or not low <= int(v) <= high:
+            raise ConfigError(f"{label} must be a whole number from {low} to {high}, not {short_repr(v)}")
+        return int(v)
+    return convert
 
 
 def _int_at_least(low: int) -> Callable:
     def convert(v, label):
         if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).strip().lstrip("-").isdigit() \
                 or int(v) < low:
-            raise ConfigError(f"{label} must be a whole number >= {low}, not {v!r}")
+            raise ConfigError(f"{label} must be a whole number >= {low}, not {short_repr(v)}")
         return int(v)
     return convert
 
 
-def _positive(v, label):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{label} must be a number, not {v!r}") from None
-    if isinstance(v, bool) or not f > 0:
-        raise ConfigError(f"{label} must be a number > 0, not {v!r}")
-    return f
+def _positive(high: float = math.inf) -> Callable:
+    def convert(v, label):
+        try:
+            f = float(v)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"{label} must be a number, not {short_repr(v)}") from None
+        if isinstance(v, bool) or not (math.isfinite(f) and 0 < f <= high):
+            up_to = f" and at most {high:g}" if high < math.inf else ""
+            raise ConfigError(f"{label} must be a finite number > 0{up_to}, not {short_repr(v)}")
+        return f
+    return convert
 
 
 def _models(v, label):
@@ -75,26 +97,26 @@ def _models(v, label):
 
 
 _LIVE_FIELDS: dict[str, Callable] = {
-    "source": _opt(_str), "model": _models, "device": _str, "precision": _str, "backend": _str,
-    "size": _opt(parse_size), "scale": _opt(_positive),
-    "input_size": _opt(parse_size), "fps": _opt(_positive),
+    "source": _opt(_source), "model": _models, "device": _str, "precision": _str, "backend": _str,
+    "size": _opt(parse_size), "scale": _opt(_positive(MAX_SCALE)),
+    "input_size": _opt(parse_size), "fps": _opt(_positive(MAX_FPS)),
     "loop": _bool, "headless": _bool, "frames": _int_at_least(0),
     "window": _opt(parse_size), "fullscreen": _bool, "hud": _bool,
-    "save_dir": _str, "ring_slots": _int_at_least(2), "threads": _int_at_least(0),
+    "save_dir": _str, "ring_slots": _int_in(2, MAX_RING_SLOTS), "threads": _int_in(0, MAX_THREADS),
     "keyframes": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
-    "walk_seed": _int_at_least(0), "walk_seconds": _positive,
+    "walk_seed": _int_in(0, MAX_SEED), "walk_seconds": _positive(3600.0),
 }
 _CONTROL_FIELDS: dict[str, Callable] = {
-    "slew": lambda v, label: 0.0 if v == 0 else _positive(v, label), "step": _positive,
-    "fine_step": _positive, "lfo_period": _positive, "initial": _opt(lambda v, label: float(_number(v, label))),
+    "slew": lambda v, label: 0.0 if v == 0 else _positive()(v, label), "step": _positive(),
+    "fine_step": _positive(), "lfo_period": _positive(3600.0), "initial": _opt(lambda v, label: float(_number(v, label))),
     "presets": _opt(lambda v, label: _presets(v, label)),
 }
 _MIDI_FIELDS = ("enabled", "device", "map")
 
 
 def _number(v, label):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{label} must be a number, not {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= 1e300:   # NaN fails the comparison
+        raise ConfigError(f"{label} must be a finite number, not {short_repr(v)}")
     return v
 
 
@@ -109,14 +131,7 @@ def _presets(v, label):
 
 
 def _read_yaml(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"{what} {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where} is not valid YAML") from None
+    data = yamlfile.read(path, what, error=ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of keys to values")
     return data
@@ -125,7 +140,7 @@ def _read_yaml(path: Path, what: str) -> dict:
 def _unknown(data: dict, known, where: str) -> None:
     for key in data:
         if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+            raise ConfigError(f"{where}: unknown key {short_repr(key)} (known: {', '.join(known)})")
 
 
 def load_midi_map(path: Union[str, Path]) -> MidiMap:

@@ -20,7 +20,7 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from nets.errors import DynastreamError  # noqa: E402
+from nets.errors import DynastreamError, short_repr  # noqa: E402
 
 ALL_SITES = -1
 
@@ -61,10 +61,18 @@ class ControllerConfig:
     initial: Optional[float] = None   # α at start; None = the middle of the model's range
 
     def __post_init__(self):
+        numbers = {"slew": self.slew, "step": self.step, "fine_step": self.fine_step, "lfo_period": self.lfo_period,
+                   "initial": 0.0 if self.initial is None else self.initial}
+        bad = next((k for k, v in numbers.items() if not math.isfinite(v)), None)
+        if bad is not None:
+            raise ControlsError(f"controls: {bad} must be a finite number, not {numbers[bad]}")
         if self.slew < 0 or self.step <= 0 or self.fine_step <= 0 or self.lfo_period <= 0:
             raise ControlsError("controls: slew must be >= 0 and step, fine_step and lfo_period > 0")
         if self.presets is not None and len(self.presets) != 10:
             raise ControlsError(f"controls: presets needs 10 entries (keys 0-9), not {len(self.presets)}")
+        values = [v for p in self.presets or () for v in (p if isinstance(p, tuple) else (p,))]
+        if not all(math.isfinite(v) for v in values):
+            raise ControlsError("controls: presets must hold finite numbers")
 
 
 class AlphaTrack(Protocol):
@@ -309,16 +317,19 @@ class MidiMap:
     notes: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.channel is not None and not 1 <= self.channel <= 16:
-            raise ControlsError(f"midi map: channel must be 1-16 or any, not {self.channel}")
+        if self.channel is not None and not (_is_int(self.channel) and 1 <= self.channel <= 16):
+            raise ControlsError(f"midi map: channel must be 1-16 or any, not {short_repr(self.channel)}")
+        for what, mapping in (("cc", self.cc), ("notes", self.notes)):
+            if not isinstance(mapping, dict):
+                raise ControlsError(f"midi map: {what} must be a mapping of numbers to actions, not {short_repr(mapping)}")
         for number, target in self.cc.items():
-            if not (isinstance(number, int) and 0 <= number <= 127):
-                raise ControlsError(f"midi map: CC number {number!r} is not 0-127")
+            if not (_is_int(number) and 0 <= number <= 127):
+                raise ControlsError(f"midi map: CC number {short_repr(number)} is not 0-127")
             if not isinstance(target, str) or not target:
-                raise ControlsError(f"midi map: CC {number} maps to {target!r}; use 'alpha' or a site name")
+                raise ControlsError(f"midi map: CC {number} maps to {short_repr(target)}; use 'alpha' or a site name")
         for number, target in self.notes.items():
-            if not (isinstance(number, int) and 0 <= number <= 127):
-                raise ControlsError(f"midi map: note number {number!r} is not 0-127")
+            if not (_is_int(number) and 0 <= number <= 127):
+                raise ControlsError(f"midi map: note number {short_repr(number)} is not 0-127")
             _parse_note_target(number, target)
 
     def apply(self, status: int, data1: int, data2: int, controller: AlphaController) -> Optional[Command]:
@@ -356,14 +367,18 @@ class MidiMap:
     def from_dict(cls, data: dict, where: str = "midi map") -> "MidiMap":
         unknown = set(data) - {"channel", "cc", "notes"}
         if unknown:
-            raise ControlsError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: channel, cc, notes)")
+            raise ControlsError(f"{where}: unknown key {short_repr(sorted(map(str, unknown))[0])} (known: channel, cc, notes)")
         channel = data.get("channel")
         if channel == "any":
             channel = None
         try:
-            return cls(channel, dict(data.get("cc") or {}), dict(data.get("notes") or {}))
+            return cls(channel, data.get("cc") or {}, data.get("notes") or {})
         except ControlsError as e:
             raise ControlsError(str(e).replace("midi map", where, 1)) from None
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _parse_note_target(number: int, target) -> tuple[str, Union[int, str]]:
@@ -372,7 +387,7 @@ def _parse_note_target(number: int, target) -> tuple[str, Union[int, str]]:
         return "preset", int(parts[1])
     if len(parts) == 2 and parts[0] == "model":
         return "model", parts[1]
-    raise ControlsError(f"midi map: note {number} maps to {target!r}; use 'preset 0'-'preset 9', "
+    raise ControlsError(f"midi map: note {number} maps to {short_repr(target)}; use 'preset 0'-'preset 9', "
                         "'model next' or 'model NAME'")
 
 
@@ -442,4 +457,4 @@ def open_midi(name: str = "") -> MidiInput:
     for device_id, device_name in inputs:
         if name.lower() in device_name.lower():
             return MidiInput(device_id, device_name)
-    raise ControlsError(f"no MIDI input named like {name!r} (found: {', '.join(n for _, n in inputs)})")
+    raise ControlsError(f"no MIDI input named like {short_repr(name)} (found: {', '.join(n for _, n in inputs)})")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nets import DynamicNet
-from nets.errors import DynastreamError
+from nets.errors import DynastreamError, short_repr
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
@@ -76,17 +76,17 @@ def pick_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise EngineError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        raise EngineError(f"unknown device {short_repr(name)}: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise EngineError(f"device {name!r} was asked for but this torch sees no CUDA GPU; use --device cpu")
+        raise EngineError(f"device {short_repr(name)} was asked for but this torch sees no CUDA GPU; use --device cpu")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise EngineError(f"device {name!r} was asked for but MPS is not available here; use --device cpu")
+        raise EngineError(f"device {short_repr(name)} was asked for but MPS is not available here; use --device cpu")
     return device
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision not in PRECISIONS:
-        raise EngineError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise EngineError(f"unknown precision {short_repr(precision)}: use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if device.type == "cpu" and precision == "fp16":
@@ -130,7 +130,7 @@ COMPILE_FREEZING = True
 def resolve_backend(backend: str, device: torch.device, pixels: int = COMPILE_MIN_PIXELS) -> tuple[str, Optional[str]]:
     """The backend that will run and, when it differs from the request, why (one sentence)."""
     if backend not in BACKENDS:
-        raise EngineError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        raise EngineError(f"unknown backend {short_repr(backend)}: use one of {', '.join(BACKENDS)}")
     if backend == "auto":
         if device.type == "cpu" and pixels >= COMPILE_MIN_PIXELS and has_cxx_compiler():
             return "compile", None

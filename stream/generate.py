@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 import nets
-from nets.errors import DynastreamError
+from nets.errors import DynastreamError, short_repr
 from stream.engine import pick_device
 from stream.latent import latent_keys, pixels_u8
+from stream.limits import MAX_SEED, MAX_SIDE
 
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_N = 8          # rows: 8 samples x 3 alphas keep the sheet readable at 64 px a tile
@@ -84,7 +85,14 @@ def generate(model: str, output: Union[str, Path], config: GenerateConfig = Gene
     if config.alphas is not None and not config.alphas:
         raise GenerateError("--alpha names no value; give one or more, such as 0,0.5,1")
     if config.alphas is not None and not all(math.isfinite(a) for a in config.alphas):
-        raise GenerateError(f"alpha values must be finite numbers, not {', '.join(map(str, config.alphas))}")
+        raise GenerateError(f"alpha values must be finite numbers, not {short_repr(', '.join(map(str, config.alphas)))}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise GenerateError(f"--seed must be a whole number from 0 to {MAX_SEED}, not {short_repr(config.seed)}")
+    tile = 64 * config.scale
+    columns = len(config.alphas) if config.alphas is not None else 3
+    if config.n * tile > MAX_SIDE or columns * tile > MAX_SIDE:
+        raise GenerateError(f"a grid of {config.n} rows and {columns} columns of {tile} px tiles would be more than "
+                            f"{MAX_SIDE} px a side: use a smaller --n, fewer --alpha values or a smaller --scale")
     if output.suffix.lower() not in GRID_SUFFIXES:
         raise GenerateError(f"cannot tell the image type of {output.name}: name it .png, .jpg or .jpeg")
     check_output(output)

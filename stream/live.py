@@ -40,7 +40,7 @@ from stream.keyframes import load_track
 from stream.latent import WALK_SIZE, GeneratorEngine
 from stream.ring import Frame, FrameRing
 from stream.sources import ClockSource, Source, open_source, pump
-from stream.writer import Recorder, check_output
+from stream.writer import Recorder, WriterError, check_output
 
 CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
 SIZE_MULTIPLE = 4             # automatic sizes divide by 4: the net's two stride-2 levels need no crop
@@ -310,6 +310,11 @@ class LivePipeline:
         c = self.config
         if c.record is not None:   # refused before any work: a missing or unwritable folder, the input itself
             check_output(c.record, [c.source] if c.source and Path(c.source).is_file() else [])
+        if c.stats_json is not None:   # likewise, rather than a traceback when the run ends
+            try:
+                check_output(c.stats_json)
+            except WriterError as e:
+                raise WriterError(f"--stats-json: {e}") from None
         net = nets.load(c.models[0])
         self.kind = net.kind
         self.model_names = self._model_cycle(net.kind)

@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 COMMANDS = ("live", "render", "train", "bench", "export", "models", "generate")
 
 
@@ -64,3 +66,28 @@ assert not hasattr(nets, "no_such_name")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--alpha", "nan"], "argument --alpha: must be a finite number, not 'nan'"),
+    (["--scale", "inf"], "argument --scale: must be a finite number above 0 and at most 8, not 'inf'"),
+    (["--fps", "1e400"], "argument --fps: must be a finite number above 0 and at most 1000"),
+    (["--batch", "1000000"], "argument --batch: must be a finite number above 0 and at most 256"),
+    (["--size", "100000x100"], "argument --size: width and height must be from 1 to 8192, not '100000x100'"),
+    (["--crf", "nan"], "argument --crf: must be a finite number, not 'nan'"),
+])
+def test_render_numbers_are_finite_and_bounded(capsys, args, message):
+    from stream.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["render", "in.mp4", "-o", "out.mp4", *args])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_render_crf_out_of_range_and_eval_numbers_are_one_sentence(capsys):
+    from stream.cli import main
+
+    assert main(["render", "in.mp4", "-o", "out.mp4", "--crf", "1e9"]) == 2
+    assert capsys.readouterr().err == "dynastream: error: --crf must be from 0 to 63, not 1e+09\n"
+    assert main(["eval", "untrained:lite", "--alphas", "0,inf"]) == 2
+    assert capsys.readouterr().err == "dynastream: error: --alphas must be finite numbers, not '0,inf'\n"
+    assert main(["eval", "untrained:lite", "--size", "100000"]) == 2
+    assert "--size must be from 16 to 4096 pixels, not 100000" in capsys.readouterr().err

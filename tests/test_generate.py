@@ -90,6 +90,10 @@ def test_dual_model_defaults_to_minus_one_zero_one_and_jpeg_by_suffix(tmp_path, 
     (["CKPT", "-o", "OUT/grid.gif"], "cannot tell the image type of grid.gif: name it .png, .jpg or .jpeg"),
     (["CKPT", "-o", "OUT/missing/grid.png"], "the output folder OUT/missing does not exist"),
     (["no-such-model"], "no model named 'no-such-model'"),
+    (["CKPT", "--alpha", "0,nan"], "alpha values must be finite numbers, not '0.0, nan'"),
+    (["CKPT", "--n", "1000000"], "a grid of 1000000 rows and 3 columns of 64 px tiles would be more than 8192 px"),
+    (["CKPT", "--scale", "100000"], "columns of 6400000 px tiles would be more than 8192 px a side"),
+    (["CKPT", "--seed", str(2 ** 70)], "--seed must be a whole number from 0 to"),
 ])
 def test_bad_input_is_one_sentence_exit_2_and_no_file(tmp_path, ckpt, capsys, args, needle):
     out_dir = tmp_path / "out"

@@ -1,3 +1,6 @@
+import re
+import time
+
 import numpy as np
 import pytest
 
@@ -117,3 +120,107 @@ def test_extrapolation_allowed_on_request(tmp_path):
     assert load_track(path, SITES, RANGE, allow_extrapolation=True).alpha_at(t=0)[0] == 1.5
     with pytest.raises(KeyframeError, match="does not exist"):
         load_track(tmp_path / "missing.yaml", SITES, RANGE)
+
+
+def _hour_of_samples(fps: float = 60.0, per_site: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    times = np.arange(int(3600 * fps)) / fps
+    alphas = (0.5 + 0.5 * np.sin(times[:, None] * np.array([1.0, 1.3, 0.7]))).astype(np.float32)
+    return times, (alphas if per_site else np.repeat(alphas[:, :1], 3, axis=1))
+
+
+@pytest.mark.parametrize("suffix, per_site", [(".yaml", False), (".yaml", True), (".csv", True)])
+def test_a_recorded_hour_loads_in_about_a_second(tmp_path, suffix, per_site):
+    """216,000 keys (an hour at 60 fps): ~0.3 s for YAML, ~0.5 s for CSV on an idle core."""
+    times, alphas = _hour_of_samples(per_site=per_site)
+    path = Track.from_samples(times, alphas, SITES).save(tmp_path / f"hour{suffix}")
+    t0 = time.perf_counter()
+    track = load_track(path, SITES, RANGE)
+    seconds = time.perf_counter() - t0
+    assert seconds < 3.0, f"{seconds:.2f} s"      # generous: the 2 cores are shared with other work
+    np.testing.assert_array_equal(track.arrays.position, times)
+    np.testing.assert_array_equal(track.arrays.alpha_ns, alphas)
+    np.testing.assert_array_equal(track.alpha_at(t=1800.0), alphas[108000])
+
+
+FREE_FORM_TWINS = [
+    "keys:\n  - {t: 0, alpha: 0}\n  - {t: 1.5, alpha: 1}\n",
+    "interpolation: smooth\nkeys:\n- {frame: 0, alpha: 0.25}\n- {frame: 12, alpha: {out_in: 1.0, res3_in: 0., up1_in: -0.0}}\n",
+    "interpolation: step\nkeys:\n\n  # a comment\n  - {t: 2.0e-05, alpha: 9.999999747378752e-06}\n  - {t: 7, alpha: 0.5}\n",
+    "keys:\n  - {t: 0, alpha: 0}\r\n  - {frame: 50, alpha: 1}\r\n  - {t: 3, alpha: 0.1}\r\n",
+]
+
+
+@pytest.mark.parametrize("text", FREE_FORM_TWINS)
+def test_the_line_reader_and_the_yaml_reader_agree(text):
+    """The fast form Track.save writes gives what the YAML reader gives (a leading document
+    marker sends the same text through the YAML reader)."""
+    from stream.keyframes import _parse_recorded_yaml
+
+    fast = _parse_recorded_yaml(text, SITES, "k.yaml")
+    slow = parse_yaml("---\n" + text.replace("\r\n", "\n"), SITES, "k.yaml")
+    assert fast is not None and _parse_recorded_yaml("---\n" + text, SITES, "k.yaml") is None
+    assert fast.interpolation == slow.interpolation and fast.axes == slow.axes
+    np.testing.assert_array_equal(fast.arrays.frame_axis, slow.arrays.frame_axis)
+    np.testing.assert_array_equal(fast.arrays.position, slow.arrays.position)
+    np.testing.assert_array_equal(fast.arrays.alpha_ns, slow.arrays.alpha_ns)
+
+
+@pytest.mark.parametrize("text", [
+    "keys:\n  - {t: 1e-05, alpha: 0}\n",          # YAML 1.1: a string, not a number
+    "keys:\n  - {t: 017, alpha: 0}\n",            # octal in YAML 1.1
+    "keys:\n  - {t: 0, alpha: 0}\n - {t: 1, alpha: 0}\n",   # indentation changes
+    "keys:\n  - {t: 0, alpha: {res3_in: 1, res3_in: 1, up1_in: 1}}\n",
+    "keys:\n  - {t: 0, alpha: 0}  # comment\n",
+])
+def test_anything_else_goes_to_the_yaml_reader(text):
+    from stream.keyframes import _parse_recorded_yaml
+
+    assert _parse_recorded_yaml(text, SITES, "k.yaml") is None
+
+
+def test_tiny_alphas_survive_a_yaml_round_trip(tmp_path):
+    """repr(1e-05) has no dot, which YAML 1.1 reads as a string: save writes 1.0e-05."""
+    alphas = np.array([[1e-8] * 3, [3.2e-06, 0.5, 1e-30], [1.0] * 3], np.float32)
+    track = Track.from_samples([0.0, 1e-05, 2.0], alphas, SITES)
+    reloaded = load_track(track.save(tmp_path / "tiny.yaml"), SITES, RANGE)
+    np.testing.assert_array_equal(reloaded.arrays.alpha_ns, alphas)
+    np.testing.assert_array_equal(reloaded.arrays.position, [0.0, 1e-05, 2.0])
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("n.yaml", "keys:\n  - {t: 0, alpha: .nan}\n", "line 2 (key #1): alpha must be a finite number, not nan"),
+    ("n.yaml", "keys:\n  - {t: .inf, alpha: 0}\n", "t must be a number of seconds >= 0, not inf"),
+    ("n.csv", "t,alpha\n0,0\n1,nan\n", "line 3: alpha must be a finite number, not nan"),
+    ("n.csv", "t,alpha\n0,0\ninf,1\n", "line 3: t must be a number of seconds >= 0, not inf"),
+    ("n.csv", "frame,alpha\n0,0\n2.5,1\n", "line 3: frame must be a whole number >= 0, not 2.5"),
+    ("n.csv", "t,res3_in,up1_in\n0,0,0\n", "line 1: per-site columns miss site(s) out_in"),
+])
+def test_non_finite_numbers_are_refused_naming_the_line(tmp_path, name, text, message):
+    with pytest.raises(KeyframeError, match=re.escape(message)):
+        load_track(write(tmp_path, name, text), SITES, RANGE)
+
+
+def test_recorded_samples_must_be_finite():
+    with pytest.raises(KeyframeError, match="sample #2: alpha must be a finite number, not nan"):
+        Track.from_samples([0.0, 0.1], np.array([[0.0] * 3, [np.nan] * 3]), SITES)
+
+
+def test_absurd_track_sizes_are_refused_quickly(tmp_path):
+    huge = tmp_path / "huge.csv"
+    with open(huge, "wb") as f:
+        f.truncate(65 << 20)                  # sparse: refused on its size, never read
+    many = write(tmp_path, "many.csv", "t,alpha\n" + "\n" * 1_100_000)
+    free_form = write(tmp_path, "free.yaml", "keys:\n" + "  - {t: 1, alpha: 0}   # a comment\n" * 400_000)
+    for path, message in ((huge, "is 68 MB, more than the 64 MB a track may have"),
+                          (many, "has 1100001 lines, more than a track of at most 1000000 keys needs"),
+                          (free_form, "write a long track as CSV")):
+        t0 = time.perf_counter()
+        with pytest.raises(KeyframeError, match=message):
+            load_track(path, SITES, RANGE)
+        assert time.perf_counter() - t0 < 1.0
+
+
+def test_long_bad_values_are_shown_short(tmp_path):
+    with pytest.raises(KeyframeError) as err:
+        load_track(write(tmp_path, "l.csv", "t,alpha\n0," + "x" * 100_000 + "\n"), SITES, RANGE)
+    assert len(str(err.value)) < 200 and str(err.value).endswith("…")

@@ -78,8 +78,11 @@ def test_ctrl_c_ends_cleanly_with_the_summary(tmp_path):
     (["--source", "missing.mp4"], ["missing.mp4 does not exist"]),
     (["--source", "demo", "--model", "no-such-model"], ["no model named 'no-such-model'"]),
     (["--source", "demo", "--headless", "--backend", "turbo"], ["unknown backend 'turbo'"]),
-    (["--source", "demo", "--size", "320x0"], ["bad --size '320x0'", "positive numbers"]),
+    (["--source", "demo", "--size", "320x0"], ["bad --size '320x0'", "numbers from 1 to 8192"]),
     (["--source", "demo", "--record", "no/such/folder/out.mp4"], ["output folder no/such/folder does not exist"]),
+    (["--source", "demo", "--stats-json", "no/such/folder/s.json"],
+     ["--stats-json: the output folder no/such/folder does not exist"]),
+    (["--source", "demo", "--stats-json", "/proc/s.json"], ["--stats-json: cannot write to the output folder /proc"]),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needles):
     if any(a.startswith("/dev/video") and Path(a).exists() for a in args) or ("7" in args and Path("/dev/video7").exists()):

@@ -181,4 +181,4 @@ def test_cli_records_a_walk_headless_and_says_a_source_is_not_used(tmp_path, ckp
 def test_bad_walk_settings_are_one_sentence(capsys):
     assert main(["live", "--model", "untrained:dcgan", "--headless", "--walk-seconds", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["dynastream: error: --walk-seconds must be a number > 0, not '0'"]
+    assert err == ["dynastream: error: --walk-seconds must be a finite number > 0 and at most 3600, not '0'"]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -219,3 +220,42 @@ def test_unknown_config_key_in_process(tmp_path, capsys):
                    "image_size, batch_size, crop_scale, workers, preview_images)")
     assert main(["train", "--out", str(tmp_path / "o"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("lr: 1.0e-3}\n  blocks", "lr: .nan}\n  blocks"), "schedule.main.lr must be a finite number, not nan"),
+    (("lr: 1.0e-3}\n  blocks", "lr: .inf}\n  blocks"), "schedule.main.lr must be a finite number, not inf"),
+    (("    style_weight: 10.0", "    style_weight: -.inf"), "objectives.higher.style_weight must be a finite number"),
+    (("  image_size: 64", "  image_size: .nan"), "data.image_size must be an integer, not nan"),
+])
+def test_non_finite_config_numbers_are_refused_before_the_output_folder_exists(tmp_path, capsys, edit, message):
+    from stream.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    text = SMOKE.read_text()
+    assert edit[0] in text
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dynastream: error: config {bad}: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+    assert main(["train", "--config", str(SMOKE), "--out", str(tmp_path / "o"), "--set", "schedule.blocks.lr=nan"]) == 2
+    assert "schedule.blocks.lr must be a finite number, not 'nan'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("schedule", [["schedule.log_every=2"],                                # caught at a log step
+                                      ["schedule.log_every=50", "schedule.checkpoint_every=1"]])  # at a checkpoint
+def test_a_loss_that_turns_non_finite_stops_the_run_without_a_nan_checkpoint(tmp_path, capsys, schedule):
+    """A finite but absurd weight overflows the fp32 loss: one sentence, exit 2, no checkpoint."""
+    from stream.cli import main
+
+    out = tmp_path / "o"
+    args = ["train", "--config", str(SMOKE), "--out", str(out), *[a for s in TINY + schedule for a in ("--set", s)],
+            "--set", "schedule.main.steps=4", "--set", "objectives.normalize=false",
+            "--set", "objectives.main.style_weight=1e300"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(r"dynastream: error: training stopped at step [12] \(phase main\): the \w+ loss became (nan|inf), "
+                        "so no checkpoint was written from here on; lower the learning rate or the loss weights", err), err
+    assert not list(out.rglob("*.pt"))

@@ -89,7 +89,7 @@ def test_unknown_config_names_the_shipped_ones(tmp_path):
         resolve_config_path("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [1\n")
-    with pytest.raises(ConfigError, match="not valid YAML at line"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: line 2: not valid YAML \("):
         load_config(StyleTrainConfig, bad)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import nets
+from nets.errors import short_repr
 from train.config import ConfigError, apply_sets, from_dict, read_yaml, resolve_config_path
 from train.session import Interrupted
 
@@ -38,7 +39,7 @@ def run(config: Optional[str], sets: Sequence[str] = (), out: Optional[str] = No
 
         cls = trainer.DCGANTrainConfig
     else:
-        raise ConfigError(f"{source}: task must be one of {', '.join(TASKS)}, not {task!r}")
+        raise ConfigError(f"{source}: task must be one of {', '.join(TASKS)}, not {short_repr(task)}")
     cfg = from_dict(cls, apply_sets(raw, cls, sets), source)
     out_dir = Path(out) if out is not None else cfg.out_dir
     try:

@@ -7,16 +7,18 @@ field annotations (``int``, ``float``, ``bool``, ``str``, ``Literal``, ``Optiona
 """
 
 import dataclasses
+import math
 import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
 
 import yaml
 
 import configs
-from nets.errors import DynastreamError
+from nets import yamlfile
+from nets.errors import DynastreamError, short_repr
 
 T = TypeVar("T")
 
@@ -45,14 +47,7 @@ def resolve_config_path(spec: str) -> Path:
 
 
 def read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config {path} is not valid YAML{where}") from None
+    data = yamlfile.read(path, "config", error=ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -93,10 +88,10 @@ def apply_sets(data: dict, cls: type, sets: Sequence[str]) -> dict:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. schedule.main.steps=100), got {item!r}")
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. schedule.main.steps=100), got {short_repr(item)}")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
+            value = yamlfile.parse(text, f"--set {item}", error=ConfigError) if text.strip() else ""
+        except ConfigError:
             value = text
         tp: Any = cls
         node = data
@@ -104,10 +99,10 @@ def apply_sets(data: dict, cls: type, sets: Sequence[str]) -> dict:
         for i, part in enumerate(parts):
             tp = _unwrap_optional(tp)
             if not dataclasses.is_dataclass(tp):
-                raise ConfigError(f"--set {item}: {'.'.join(parts[:i])} is a value, not a section with key {part!r}")
+                raise ConfigError(f"--set {item}: {'.'.join(parts[:i])} is a value, not a section with key {short_repr(part)}")
             hints = typing.get_type_hints(tp)
             if part not in hints or part not in {f.name for f in dataclasses.fields(tp)}:
-                raise ConfigError(f"--set {item}: no config key {'.'.join(parts[:i + 1])!r} "
+                raise ConfigError(f"--set {item}: no config key {short_repr('.'.join(parts[:i + 1]))} "
                                   f"(known here: {', '.join(f.name for f in dataclasses.fields(tp))})")
             tp = hints[part]
             if i < len(parts) - 1:
@@ -176,7 +171,7 @@ def _describe(tp: Any) -> str:
 
 
 def _bad(tp: Any, value: Any, source: str, key: str) -> ConfigError:
-    return ConfigError(f"{source}: {key or 'the config'} must be {_describe(tp)}, not {value!r}")
+    return ConfigError(f"{source}: {key or 'the config'} must be {_describe(tp)}, not {short_repr(value)}")
 
 
 def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
@@ -217,14 +212,15 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
         raise _bad(tp, value, source, key)
     if tp is float:
         # YAML 1.1 reads ``1e5`` (no dot) as a string: accept any text float() understands
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+        number = None
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
-                return float(value)
-            except ValueError:
+                number = float(value)
+            except (ValueError, OverflowError):
                 pass
-        raise _bad(tp, value, source, key)
+        if number is None or not math.isfinite(number):   # .nan or .inf would train a NaN net
+            raise ConfigError(f"{source}: {key or 'the config'} must be a finite number, not {short_repr(value)}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -237,7 +233,7 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
         args = typing.get_args(tp)
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
-                raise ConfigError(f"{source}: {key} must be a list of {len(args)} values, not {value!r}")
+                raise ConfigError(f"{source}: {key} must be a list of {len(args)} values, not {short_repr(value)}")
             return tuple(_coerce(a, v, source, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
         item = args[0] if args else Any
         items = [_coerce(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
@@ -262,7 +258,7 @@ def _coerce_dataclass(cls: type, value: Any, source: str, key: str) -> Any:
     names = [f.name for f in fields]
     unknown = [k for k in value if k not in names]
     if unknown:
-        raise ConfigError(f"{source}: unknown key {_join(key, unknown[0])!r} (known here: {', '.join(names)})")
+        raise ConfigError(f"{source}: unknown key {short_repr(_join(key, unknown[0]))} (known here: {', '.join(names)})")
     kwargs = {}
     for f in fields:
         if f.name in value:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nets.errors import DynastreamError
+from nets.errors import DynastreamError, short_repr
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 GENERATED = "generated:"
@@ -139,7 +139,7 @@ def generated_style(pattern: str, size: int) -> Image.Image:
         t = 0.5 + 0.5 * np.sin(2 * np.pi * 10 * r + 4 * np.sin(2 * np.pi * xx))
         rgb = palette[1] * t[..., None] + palette[2] * (1 - t[..., None])
     else:
-        raise DataError(f"unknown generated style {pattern!r} (known: {', '.join(STYLE_PATTERNS)})")
+        raise DataError(f"unknown generated style {short_repr(pattern)} (known: {', '.join(STYLE_PATTERNS)})")
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
@@ -162,7 +162,7 @@ def generated_subset(pattern: str, index: int, size: int) -> Image.Image:
 def _generated_name(spec: str, known: Sequence[str], what: str) -> str:
     name = spec[len(GENERATED):]
     if name not in known:
-        raise DataError(f"unknown generated {what} {spec!r} (known: {', '.join(GENERATED + k for k in known)})")
+        raise DataError(f"unknown generated {what} {short_repr(spec)} (known: {', '.join(GENERATED + k for k in known)})")
     return name
 
 
@@ -345,7 +345,7 @@ def celeba_split(folder: Path, attribute: str, value: int) -> tuple[list[Path], 
         raise DataError(f"{table} holds no image rows")
     names = lines[1].split()
     if attribute not in names:
-        raise DataError(f"{table} has no attribute {attribute!r} (it has: {', '.join(names)})")
+        raise DataError(f"{table} has no attribute {short_repr(attribute)} (it has: {', '.join(names)})")
     column = names.index(attribute)
     images = folder / "img_align_celeba" if (folder / "img_align_celeba").is_dir() else folder
     others, matching = [], []

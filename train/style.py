@@ -25,8 +25,8 @@ from train.data import GENERATED, CropDataset, batches, load_style_image
 from train.losses import content_loss, gram, style_loss, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
 from train.session import (CHECK_STOP_EVERY, Amp, Distributed, Interrupted, Meter, RunDir, RunError,
-                           StopRequest, check_resume, check_schedule, rng_state, save_sheet, set_rng_state,
-                           state_sha256, versions)
+                           StopRequest, check_losses, check_resume, check_schedule, rng_state, save_sheet,
+                           set_rng_state, state_sha256, versions)
 
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0, "lower": -1.0}
 PREVIEW_ALPHAS = {"normal": (0.0, 0.25, 0.5, 0.75, 1.0), "dual": (-1.0, -0.5, 0.0, 0.5, 1.0)}
@@ -454,6 +454,7 @@ def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler
             last = state.phase_step == ph.steps
             if state.step % sched.log_every == 0 or last:
                 averages, sec = meter.averages(d)
+                check_losses(averages, ph.name, state.step)
                 state.final_losses[ph.name] = averages
                 bar.set_postfix({k: f"{v:.4g}" for k, v in averages.items()}, refresh=False)
                 run.log({"step": state.step, "phase": ph.name, "phase_step": state.phase_step,
@@ -467,6 +468,7 @@ def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler
             elif d.world > 1:
                 stopping = False  # processes must agree on the step they stop at
             if stopping or (sched.checkpoint_every and state.step % sched.checkpoint_every == 0 and not last):
+                meter.check_finite(d, ph.name, state.step)
                 state.optimizer, state.scaler = optimizer.state_dict(), scaler.state_dict()
                 _save_last(cfg, d, run, net, state, objectives, t0)
             if stopping:
