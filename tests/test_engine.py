@@ -212,3 +212,26 @@ def test_cuda_submit_two_then_collect_keeps_order():
     got.append(engine.collect().copy())
     for e, g in zip(expected, got):
         assert np.array_equal(e, g)
+
+
+def test_start_eager_runs_at_once_and_switches_to_the_compiled_net_prepared_on_another_thread():
+    import threading
+
+    net = nets.load("untrained:lite")
+    frames = [pattern_frame(2, 24, 32)]
+    alpha = np.full((1, 3), 0.6, np.float32)
+    engine = Engine(net, EngineConfig(device="cpu", backend="compile"), (24, 32), start_eager=True)
+    assert engine.compile_pending and engine.info()["backend"] == "eager"
+    ref = reference(net, frames, alpha)
+    assert np.array_equal(engine.run(frames, alpha), ref)
+    prepared = []
+    worker = threading.Thread(target=lambda: prepared.append(engine.prepare(net)))
+    worker.start()
+    while worker.is_alive():                      # frames keep coming while the compile runs
+        assert np.array_equal(engine.run(frames, alpha), ref)
+        worker.join(timeout=0.05)
+    engine.use(prepared[0])
+    assert not engine.compile_pending and engine.info()["backend"] == "compile"
+    assert np.abs(engine.run(frames, alpha).astype(int) - ref.astype(int)).max() <= 1
+    with pytest.raises(DynastreamError, match="prepares nets for it or eager"):
+        engine.prepare(net, backend="onnxruntime")

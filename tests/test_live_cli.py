@@ -48,7 +48,8 @@ def test_no_source_falls_back_to_the_demo_and_midi_without_a_device_warns(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert "no camera found (/dev/video0" in proc.stderr and "demo" in proc.stderr
     assert "warning: no MIDI input device found; the keys still work" in proc.stderr
-    assert len(proc.stderr.splitlines()) == 2, "nothing but the two notices (no OpenCV or ALSA noise)"
+    assert "compiling the net for 320x240 in the background" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 3, "nothing but the three notices (no OpenCV or ALSA noise)"
     assert "live: 3 frames shown" in proc.stdout
     listed = live("--midi-list")
     assert listed.returncode == 0 and listed.stdout.strip() == "no MIDI input devices found"
