@@ -271,14 +271,14 @@ class Window:
         lo, hi = info.alpha_range
         span = (hi - lo) or 1.0
         bar_w = 120
+        x0 = 10 + max((self._font.size(f"{site_label(site)}  -0.00")[0] for site in info.sites), default=0)
         for i, site in enumerate(info.sites):
             if i >= len(info.alpha):
                 break
             edited = info.edit_site == ALL_SITES or info.edit_site == i
             color = _ACCENT if edited else _FG
-            label = self._text(f"{site_label(site):<8}{info.alpha[i]:+.2f}", color)
+            label = self._text(f"{site_label(site)}  {info.alpha[i]:+.2f}", color)
             self._screen.blit(label, (6, y))
-            x0 = 10 + label.get_width()
             bar = pygame.Rect(x0, y + 3, bar_w, label.get_height() - 6)
             pygame.draw.rect(self._screen, _BG, bar)
             pygame.draw.rect(self._screen, color, bar, 1)
