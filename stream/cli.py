@@ -132,6 +132,9 @@ def add_render(sub) -> None:
     p.add_argument("--preset", help="encoder speed preset (x264: ultrafast .. veryslow, default medium)")
     p.add_argument("--keep-partial", action="store_true",
                    help="on an error or Ctrl-C keep what was rendered as NAME.partial.EXT")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="a damaged input: leave out (and count) the frames and audio packets that cannot be "
+                        "decoded, instead of stopping at the first")
     p.add_argument("--fps", type=_positive(float), default=25.0,
                    help="frame rate of a folder of images, for keyframes given in seconds (default 25)")
     p.set_defaults(run=run_render)
@@ -147,7 +150,7 @@ def run_render(args: argparse.Namespace) -> int:
                           allow_extrapolation=args.allow_extrapolation, size_wh=args.size, scale=args.scale,
                           batch=args.batch, device=args.device,
                           video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
-                          keep_partial=args.keep_partial, fps=args.fps)
+                          keep_partial=args.keep_partial, skip_damaged=args.skip_damaged, fps=args.fps)
     try:
         stats = render(args.input, args.output, config, progress=True)
     except KeyboardInterrupt as e:

@@ -27,7 +27,7 @@ from nets.errors import DynastreamError
 from stream.engine import Engine, EngineConfig
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
-from stream.sources import VideoFileSource, pump
+from stream.sources import Damage, VideoFileSource, pump
 from stream.writer import VideoOptions, VideoWriter, check_output, temp_path
 
 InputKind = Literal["video", "image", "folder"]
@@ -59,6 +59,7 @@ class RenderConfig:
     device: str = "auto"
     video: VideoOptions = VideoOptions()
     keep_partial: bool = False
+    skip_damaged: bool = False               # damaged input: leave those frames out (counted) instead of stopping
     fps: float = 25.0                        # a folder of images is a sequence at this rate (for t keys)
 
 
@@ -72,6 +73,8 @@ class RenderStats:
     encode_s: float = 0.0
     size_wh: tuple[int, int] = (0, 0)
     audio: list[str] = field(default_factory=list)
+    damage: Damage = field(default_factory=Damage)   # input frames left out (--skip-damaged)
+    audio_left_out: int = 0                          # damaged audio packets left out (--skip-damaged)
 
     @property
     def fps(self) -> float:
@@ -79,9 +82,14 @@ class RenderStats:
 
     def summary(self) -> str:
         audio = f", audio: {', '.join(self.audio)}" if self.audio else ""
-        return (f"{self.output}: {self.frames} frames at {self.size_wh[0]}x{self.size_wh[1]} in {self.wall_s:.1f} s "
+        text = (f"{self.output}: {self.frames} frames at {self.size_wh[0]}x{self.size_wh[1]} in {self.wall_s:.1f} s "
                 f"({self.fps:.1f} fps; busy: decode {self.decode_s:.1f} s, inference {self.infer_s:.1f} s, "
                 f"encode {self.encode_s:.1f} s{audio})")
+        if self.damage.first_s is not None:
+            text += f"; {self.damage.summary()}"
+        if self.audio_left_out:
+            text += f"; {self.audio_left_out} damaged audio packet{'' if self.audio_left_out == 1 else 's'} left out"
+        return text
 
 
 def input_kind(path: PathLike) -> InputKind:
@@ -203,7 +211,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
                  progress: bool = False) -> RenderStats:
     from tqdm import tqdm
 
-    source = VideoFileSource(str(input_path))
+    damaged = "skip" if config.skip_damaged else "stop"
+    source = VideoFileSource(str(input_path), damaged=damaged)
     writer = None
     try:
         h, w, _ = source.shape_hwc
@@ -212,17 +221,20 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
         oh, ow = engine.out_hw
         writer = VideoWriter(output_path, ow, oh, rate=source.stream.average_rate or Fraction(source.fps),
                              time_base=source.time_base, options=config.video, audio_from=input_path,
-                             keep_partial=config.keep_partial)
+                             keep_partial=config.keep_partial, damaged=damaged)
     except BaseException:
         source.close()
         raise
-    stats = RenderStats(output_path, size_wh=writer.encoded_wh, audio=writer.audio_mode)
+    stats = RenderStats(output_path, size_wh=writer.encoded_wh, audio=writer.audio_mode, damage=source.damage)
     b, n_sites = config.batch, len(track.sites)
     ring_in = FrameRing(2 * b + 1, source.shape_hwc, "block", n_alpha=n_sites)
     ring_out = FrameRing(2 * b + 1, (oh, ow, 3), "block", n_alpha=n_sites)
     timed = _TimedSource(source)
-    stop, errors = threading.Event(), []
-    decoder = threading.Thread(target=pump, args=(timed, ring_in, stop, errors), name="render-decode", daemon=True)
+    # A decode error is raised once the frames decoded before it are rendered (so a kept partial
+    # file holds all of them); an encode error stops at once.
+    stop, decode_errors, errors = threading.Event(), [], []
+    decoder = threading.Thread(target=pump, args=(timed, ring_in, stop, decode_errors), name="render-decode",
+                               daemon=True)
     encoder = threading.Thread(target=_encode_loop, args=(ring_out, writer, errors, stats),
                                name="render-encode", daemon=True)
     alpha_bs = np.zeros((b, n_sites), np.float32)
@@ -247,6 +259,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
             if errors:
                 raise errors[0]
             if not batch:
+                if decode_errors:
+                    raise decode_errors[0]
                 break
             for i, frame in enumerate(batch):
                 track.alpha_into(alpha_bs[i], t=frame.time_s, frame=frame.index, fps=source.fps)
@@ -272,6 +286,7 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
         if errors:
             raise errors[0]
         writer.close()
+        stats.audio_left_out = writer.audio_left_out
     except BaseException as e:
         stop.set()
         ring_in.close()

@@ -25,6 +25,8 @@ import av
 import numpy as np
 
 from nets.errors import DynastreamError
+from stream import avlog
+from stream.avlog import DamagePolicy
 from stream.keyframes import Track
 from stream.ring import Frame
 
@@ -165,6 +167,15 @@ def _codec_options(codec: av.Codec, options: VideoOptions) -> dict:
     return out
 
 
+def encoder_rate(codec_name: str, source_rate: int) -> int:
+    """The sample rate to encode at: the source's, or where the encoder cannot take it (Opus: only
+    48 kHz and fractions of it) the nearest rate above it (PyAV's encoder resamples the frames)."""
+    rates = sorted(av.Codec(codec_name, "w").audio_rates or ())
+    if not rates or source_rate in rates:
+        return source_rate
+    return next((r for r in rates if r >= source_rate), rates[-1])
+
+
 class VideoWriter:
     """Encodes frames of one size into ``target``; ``pts`` are in ``time_base`` units.
 
@@ -174,10 +185,14 @@ class VideoWriter:
 
     def __init__(self, target: PathLike, width: int, height: int, *, rate: Union[Fraction, float],
                  time_base: Fraction, options: VideoOptions = VideoOptions(),
-                 audio_from: Optional[PathLike] = None, keep_partial: bool = False):
+                 audio_from: Optional[PathLike] = None, keep_partial: bool = False,
+                 damaged: DamagePolicy = "stop"):
         self.target = Path(target)
         self.temp = temp_path(self.target)
         self.keep_partial = keep_partial
+        self.damaged = damaged           # a damaged audio packet of audio_from: stop, or leave it out
+        self.audio_left_out = 0
+        self._audio_name = Path(audio_from).name if audio_from is not None else ""
         self.time_base = Fraction(time_base)
         self.frames = 0
         self._last_pts: Optional[int] = None
@@ -241,6 +256,7 @@ class VideoWriter:
                               f"({_reason(e)})") from None
 
     def _open_audio(self, path, supported) -> None:
+        avlog.install()
         try:
             self._audio_in = av.open(str(path))
         except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -252,7 +268,7 @@ class VideoWriter:
                 self._audio[s.index] = (self._container.add_stream_from_template(s), False)
             else:
                 target = "aac" if "aac" in supported else self._container.default_audio_codec
-                out = self._container.add_stream(target, rate=s.codec_context.sample_rate)
+                out = self._container.add_stream(target, rate=encoder_rate(target, s.codec_context.sample_rate))
                 layout = s.codec_context.layout
                 # "2 channels" (no channel order) is refused by encoders: use the default order
                 out.layout = f"{layout.nb_channels}c" if layout.name.endswith("channels") else layout
@@ -303,14 +319,45 @@ class VideoWriter:
         self._container.mux(packet)
 
     def _next_audio_packet(self):
-        for packet in self._audio_packets:
+        while True:
+            with avlog.Capture() as log:
+                try:
+                    packet = next(self._audio_packets, None)
+                except (av.error.FFmpegError, OSError, ValueError) as e:
+                    self._audio_damaged(None, _reason(e))
+                    return None
+            if log.lines:
+                self._audio_damaged(packet, log.lines[0])
+            if packet is None:
+                return None
             if packet.dts is None or packet.size == 0:    # demuxer flush packets
                 continue
             if self._drop_before_zero and packet.pts is not None and packet.duration and \
                     packet.pts + packet.duration <= 0:
                 continue
             return packet
-        return None
+
+    def _decode_audio(self, packet) -> Optional[list]:
+        """The packet's audio frames; None for a damaged packet (which is then not written: copied
+        as is, it would stop players decoding the rest of the track)."""
+        failed = ""
+        with avlog.Capture() as log:
+            try:
+                frames = packet.decode()
+            except (av.error.FFmpegError, ValueError) as e:
+                failed = _reason(e)
+        if failed or log.lines:
+            self._audio_damaged(packet, failed or log.lines[0])
+            return None
+        return frames
+
+    def _audio_damaged(self, packet, reason: str) -> None:
+        at = f" at {float(packet.pts * packet.time_base):.1f} s" if packet is not None and packet.pts is not None else ""
+        if self.damaged == "stop":
+            raise WriterError(f"the audio of {self._audio_name} is damaged{at}: {reason}; --skip-damaged renders "
+                              "it without the damaged audio")
+        if packet is not None:
+            self.audio_left_out += 1
 
     def _mux_audio_until(self, time_s: Optional[float]) -> None:
         while self._pending is not None:
@@ -318,11 +365,12 @@ class VideoWriter:
             if time_s is not None and float(packet.dts * packet.time_base) > time_s:
                 return
             out_stream, encode = self._audio[packet.stream_index]
-            if encode:
-                for af in packet.decode():
+            frames = self._decode_audio(packet)
+            if frames is not None and encode:
+                for af in frames:
                     for out_packet in out_stream.encode(af):
                         self._container.mux(out_packet)
-            else:
+            elif frames is not None:
                 packet.stream = out_stream
                 self._container.mux(packet)
             self._pending = self._next_audio_packet()

@@ -10,7 +10,7 @@ from stream.keyframes import load_track
 from stream.ring import FrameRing
 from stream.sources import VideoFileSource
 from stream.writer import Recorder, VideoOptions, VideoWriter, check_output, partial_path
-from tests.media import audio_info, make_video, pattern_frame, read_frames
+from tests.media import audio_decode_errors, audio_info, make_video, pattern_frame, read_frames
 
 SITES = ("res3_in", "up1_in", "out_in")
 VFR_MS = [0, 40, 50, 120, 200, 210, 300, 330, 400, 440]
@@ -63,6 +63,20 @@ def test_audio_reencoded_to_aac_where_the_container_cannot_hold_it(tmp_path):
     (codec, rate, n), = audio_info(tmp_path / "out.mp4")
     assert (codec, rate) == ("aac", rate_in) and abs(n - n_in) <= 1024
     assert len(read_frames(tmp_path / "out.mp4")[0]) == 12
+
+
+def test_webm_from_a_44k_source_resamples_to_48k_for_opus(tmp_path):
+    src = tmp_path / "44k.mp4"
+    make_video(src, n_frames=24, audio=True, sample_rate=44100)
+    (_, rate_in, n_in), = audio_info(src)
+    writer = transcode(src, tmp_path / "out.webm")
+    assert rate_in == 44100 and writer.audio_mode == ["re-encode libopus"]
+    writer.close()
+    (codec, rate, n), = audio_info(tmp_path / "out.webm")
+    assert (codec, rate) == ("opus", 48000)
+    assert abs(n / rate - n_in / rate_in) < 0.03            # the same duration, every packet decodes
+    assert audio_decode_errors(tmp_path / "out.webm")[1] == 0
+    assert len(read_frames(tmp_path / "out.webm")[0]) == 24
 
 
 def test_lossless_codec_is_exact_and_odd_sizes_are_padded(tmp_path):
