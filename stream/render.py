@@ -28,7 +28,7 @@ from stream.engine import Engine, EngineConfig
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
 from stream.sources import Damage, VideoFileSource, pump
-from stream.writer import VideoOptions, VideoWriter, check_output, temp_path
+from stream.writer import VideoOptions, VideoWriter, check_output, write_bytes_atomic
 
 InputKind = Literal["video", "image", "folder"]
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -294,6 +294,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
         decoder.join()
         encoder.join()
         partial = writer.abort()
+        if writer.partial_error and isinstance(e, DynastreamError):
+            raise RenderError(f"{e}; the frames rendered before could not be kept either") from None
         if partial is not None and isinstance(e, DynastreamError):
             raise RenderError(f"{e} (the {writer.frames} frames rendered before are kept in {partial})") from None
         if partial is not None and isinstance(e, KeyboardInterrupt):
@@ -324,21 +326,14 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def write_image(path: Path, rgb_hwc_u8: np.ndarray) -> None:
-    """Encode in memory, then write a temporary file next to ``path`` and rename it."""
+def write_image(path: Path, rgb_hwc_u8: np.ndarray, shown_as: Optional[Path] = None) -> None:
+    """Encode in memory, then write it atomically (errors name ``shown_as``, default ``path``)."""
     import cv2
 
     ok, buf = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb_hwc_u8, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RenderError(f"cannot encode {path.name} as {path.suffix} image")
-    tmp = temp_path(path)
-    try:
-        buf.tofile(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    write_bytes_atomic(path, buf.tobytes(), shown_as)
 
 
 def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: Track, config: RenderConfig,
@@ -361,7 +356,7 @@ def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: 
         track.alpha_into(alpha_1s[0], t=i / config.fps, frame=i, fps=config.fps)
         out = engines[in_hw].run([rgb], alpha_1s)
         t2 = time.perf_counter()
-        write_image(dst, out[0])
+        write_image(dst, out[0], shown_as=dst if dst == output else output / dst.name)
         t3 = time.perf_counter()
         stats.decode_s += t1 - t0
         stats.infer_s += t2 - t1

@@ -15,6 +15,7 @@ and kept as ``NAME.partial.EXT``.
 (``NAME.keyframes.yaml``), which ``dynastream render --keyframes`` replays on the original file.
 """
 
+import errno
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -117,6 +118,44 @@ def _reason(e: Exception) -> str:
     return text.strip().rstrip(".").split("\n")[0]
 
 
+def mount_point(path: PathLike) -> Path:
+    """The mount point of the file system that holds (or would hold) ``path``."""
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def write_error(e: OSError, target: PathLike) -> WriterError:
+    """One sentence for a failed write; a full disk names the file system it filled."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WriterError(f"no space left on {mount_point(target)} while writing {target}")
+    return WriterError(f"cannot write {target} ({_reason(e)})")
+
+
+def write_bytes_atomic(target: PathLike, data: bytes, shown_as: Optional[PathLike] = None) -> Path:
+    """Write ``data`` to a temporary file next to ``target``, flush it to the disk (a full disk can
+    surface only there) and rename it onto ``target``; on any error or signal the temporary file is
+    removed and ``target`` left as it was. Errors name ``shown_as`` (default ``target``)."""
+    target = Path(target)
+    tmp = temp_path(target)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as e:
+        _unlink(tmp)
+        raise write_error(e, shown_as or target) from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return target
+
+
 def _unlink(path: Path) -> None:
     try:
         path.unlink()
@@ -192,6 +231,7 @@ class VideoWriter:
         self.keep_partial = keep_partial
         self.damaged = damaged           # a damaged audio packet of audio_from: stop, or leave it out
         self.audio_left_out = 0
+        self.partial_error = ""          # why keep_partial could not keep the frames written
         self._audio_name = Path(audio_from).name if audio_from is not None else ""
         self.time_base = Fraction(time_base)
         self.frames = 0
@@ -251,6 +291,8 @@ class VideoWriter:
                               f"settings ({_reason(e)})") from None
         try:
             self._container.start_encoding()
+        except OSError as e:
+            raise write_error(e, self.target) from None
         except (av.error.FFmpegError, ValueError) as e:
             raise WriterError(f"cannot start writing {self.target.name} with audio {', '.join(self.audio_mode)} "
                               f"({_reason(e)})") from None
@@ -308,8 +350,11 @@ class VideoWriter:
         # reused frame could still be referenced by an encoder that buffers frames.
         vf = av.VideoFrame.from_ndarray(src, format="rgb24")
         vf.pts, vf.time_base = pts, self.time_base
-        for packet in self._video.encode(vf):
-            self._mux_video(packet)
+        try:
+            for packet in self._video.encode(vf):
+                self._mux_video(packet)
+        except OSError as e:      # PyAV's errno errors are OSErrors too: a full disk, an I/O error
+            raise write_error(e, self.target) from None
         self.frames += 1
 
     def _mux_video(self, packet) -> None:
@@ -395,6 +440,9 @@ class VideoWriter:
             self._finish(all_audio=True)
             self._close_quietly()
             os.replace(self.temp, self.target)
+        except OSError as e:
+            self.abort()
+            raise write_error(e, self.target) from None
         except BaseException:
             self.abort()
             raise
@@ -414,8 +462,8 @@ class VideoWriter:
                 partial = partial_path(self.target)
                 os.replace(self.temp, partial)
                 return partial
-            except Exception:
-                pass
+            except Exception as e:   # e.g. the disk is full: finishing the file needs room too
+                self.partial_error = _reason(e)
         self._close_quietly()
         _unlink(self.temp)
         return None
@@ -496,6 +544,10 @@ class Recorder:
             self.track().save(tmp)
             self._writer.close()
             os.replace(tmp, self.keyframes)
+        except OSError as e:
+            self._writer.abort()
+            _unlink(tmp)
+            raise write_error(e, self.keyframes) from None
         except BaseException:
             self._writer.abort()
             _unlink(tmp)
