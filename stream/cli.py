@@ -1,13 +1,13 @@
 """`dynastream` command line. The only layer that reads argv (and, through the config modules it
-calls, YAML); heavy modules are imported inside each command so `--help` stays fast."""
+calls, YAML); heavy modules (torch with them) are imported inside each command, so `--help` stays
+fast and Ctrl-C, SIGTERM or SIGHUP during start-up end the command cleanly too."""
 
 import argparse
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from nets.checkpoint import DEFAULT_MODEL
-from nets.errors import DynastreamError
+from stream import signals
 
 
 
@@ -108,6 +108,8 @@ def _positive(kind):
 
 
 def add_render(sub) -> None:
+    from nets.checkpoint import DEFAULT_MODEL
+
     p = sub.add_parser(
         "render", help="stylize a video file offline with alpha keyframes, keeping audio",
         description="Stylize every frame of a video (timestamps and audio kept), an image, or a folder of "
@@ -141,6 +143,7 @@ def add_render(sub) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
+    from nets.errors import DynastreamError
     from stream.render import RenderConfig, render
     from stream.writer import VideoOptions
 
@@ -152,14 +155,19 @@ def run_render(args: argparse.Namespace) -> int:
                           video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
                           keep_partial=args.keep_partial, skip_damaged=args.skip_damaged, fps=args.fps)
     try:
-        stats = render(args.input, args.output, config, progress=True)
+        stats = render(args.input, args.output, config, progress=True, notice=_notice)
     except KeyboardInterrupt as e:
+        how = "interrupted" if signals.describe(e) == "Ctrl-C" else f"stopped by {signals.describe(e)}"
         kept = getattr(e, "partial", None)
-        print(f"dynastream: render {e}" if kept else f"dynastream: render interrupted; {args.output} was not written",
-              file=sys.stderr)
-        return 130
+        print(f"dynastream: render {how}; the {e.frames} frames rendered before are kept in {kept}" if kept
+              else f"dynastream: render {how}; {args.output} was not written", file=sys.stderr)
+        return signals.exit_code(e)
     print(stats.summary())
     return 0
+
+
+def _notice(message: str) -> None:
+    print(f"dynastream: {message}", file=sys.stderr)
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -182,6 +190,7 @@ def add_train(sub) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from train.command import run
 
+    signals.graceful()   # checkpoints are written at any time: a signal raises (the loop's StopRequest saves)
     return run(args.config, args.sets, args.out, args.resume)
 
 
@@ -324,6 +333,7 @@ def add_generate(sub) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from nets.errors import DynastreamError
     from stream.generate import GenerateConfig, generate
 
     alphas = None
@@ -365,6 +375,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import json
 
     import nets
+    from nets.errors import DynastreamError
     from train.evaluate import evaluate, sweep_sheet
 
     try:
@@ -392,6 +403,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
     import json
 
+    from nets.errors import DynastreamError
     from train.evaluate import evaluate_dcgan, recorded_subsets
 
     if args.subsets is not None:
@@ -458,6 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    with signals.stop_signals():
+        try:
+            return _run(argv)
+        except KeyboardInterrupt as e:     # Ctrl-C, SIGTERM or SIGHUP, at any point
+            how = "interrupted" if signals.describe(e) == "Ctrl-C" else f"stopped by {signals.describe(e)}"
+            print(f"dynastream: {how}", file=sys.stderr)
+            return signals.exit_code(e)
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    from nets.errors import DynastreamError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -465,6 +489,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DynastreamError as e:
         print(f"dynastream: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("dynastream: interrupted", file=sys.stderr)
-        return 130

@@ -18,17 +18,18 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, Optional, Sequence, Union
+from typing import Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
 import nets
 from nets.errors import DynastreamError
+from stream import signals
 from stream.engine import Engine, EngineConfig
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
 from stream.sources import Damage, VideoFileSource, pump
-from stream.writer import VideoOptions, VideoWriter, check_output, write_bytes_atomic
+from stream.writer import VideoOptions, VideoWriter, check_output, temp_path, write_bytes_atomic
 
 InputKind = Literal["video", "image", "folder"]
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -40,11 +41,14 @@ class RenderError(DynastreamError):
 
 
 class RenderInterrupted(KeyboardInterrupt):
-    """Ctrl-C with ``keep_partial``: what was rendered is kept at ``partial``."""
+    """Ctrl-C (or a stop signal: ``signum``, ``signal_name``) with ``keep_partial``: what was
+    rendered is kept at ``partial``."""
 
-    def __init__(self, partial: Path, frames: int):
+    def __init__(self, partial: Path, frames: int, cause: Optional[KeyboardInterrupt] = None):
         super().__init__(f"interrupted; the {frames} frames rendered before are kept in {partial}")
         self.partial, self.frames = partial, frames
+        if hasattr(cause, "signum"):
+            self.signum, self.signal_name = cause.signum, cause.signal_name
 
 
 @dataclass(frozen=True)
@@ -144,8 +148,9 @@ def load_style_model(name: str):
 
 
 def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = RenderConfig(),
-           progress: bool = False) -> RenderStats:
-    """Render a video to a video, an image to an image or a folder of images to a folder."""
+           progress: bool = False, notice: Optional[Callable[[str], None]] = None) -> RenderStats:
+    """Render a video to a video, an image to an image or a folder of images to a folder.
+    ``notice`` hears of temporary files that a killed earlier run left at the target (removed)."""
     input_path, output_path = Path(input_path), Path(output_path)
     kind = input_kind(input_path)
     if config.batch < 1:
@@ -157,7 +162,7 @@ def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = R
         raise RenderError(f"an image renders to an image: give the output one of the extensions {', '.join(IMAGE_EXTS)}")
     if kind == "folder" and output_path.exists() and not output_path.is_dir():
         raise RenderError(f"a folder of images renders to a folder, and {output_path} is a file")
-    check_output(output_path, [input_path], folder_ok=kind == "folder")
+    check_output(output_path, [input_path], folder_ok=kind == "folder", notice=notice)
     net = load_style_model(config.model)
     track = alpha_track(net, config.alpha, config.keyframes, config.allow_extrapolation)
     if kind == "video":
@@ -207,25 +212,27 @@ def _encode_loop(ring: FrameRing, writer: VideoWriter, errors: list, stats: Rend
         ring.close()
 
 
+def _join(*threads: Optional[threading.Thread]) -> None:
+    for t in threads:
+        if t is not None and t.ident is not None:   # started
+            t.join()
+
+
 def render_video(input_path: Path, output_path: Path, net, track: Track, config: RenderConfig,
                  progress: bool = False) -> RenderStats:
     from tqdm import tqdm
 
     damaged = "skip" if config.skip_damaged else "stop"
     source = VideoFileSource(str(input_path), damaged=damaged)
-    writer = None
     try:
         h, w, _ = source.shape_hwc
         engine = Engine(net, EngineConfig(device=config.device, size_wh=output_size((h, w), config.size_wh, config.scale),
                                           max_batch=config.batch), (h, w))
-        oh, ow = engine.out_hw
-        writer = VideoWriter(output_path, ow, oh, rate=source.stream.average_rate or Fraction(source.fps),
-                             time_base=source.time_base, options=config.video, audio_from=input_path,
-                             keep_partial=config.keep_partial, damaged=damaged)
     except BaseException:
         source.close()
         raise
-    stats = RenderStats(output_path, size_wh=writer.encoded_wh, audio=writer.audio_mode, damage=source.damage)
+    oh, ow = engine.out_hw
+    stats = RenderStats(output_path, damage=source.damage)
     b, n_sites = config.batch, len(track.sites)
     ring_in = FrameRing(2 * b + 1, source.shape_hwc, "block", n_alpha=n_sites)
     ring_out = FrameRing(2 * b + 1, (oh, ow, 3), "block", n_alpha=n_sites)
@@ -235,18 +242,26 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
     stop, decode_errors, errors = threading.Event(), [], []
     decoder = threading.Thread(target=pump, args=(timed, ring_in, stop, decode_errors), name="render-decode",
                                daemon=True)
-    encoder = threading.Thread(target=_encode_loop, args=(ring_out, writer, errors, stats),
-                               name="render-encode", daemon=True)
     alpha_bs = np.zeros((b, n_sites), np.float32)
     batch: list[Frame] = []
     rgbs: list[np.ndarray] = []
     bar = tqdm(total=source.frame_count or None, unit="frame", desc=output_path.name, dynamic_ncols=True,
                disable=None if progress else True)
     start = time.perf_counter()
-    decoder.start()
-    encoder.start()
+    writer: Optional[VideoWriter] = None
+    encoder: Optional[threading.Thread] = None
     try:
+        # From here a temporary file exists: everything up to its rename or removal is in this try.
+        writer = VideoWriter(output_path, ow, oh, rate=source.stream.average_rate or Fraction(source.fps),
+                             time_base=source.time_base, options=config.video, audio_from=input_path,
+                             keep_partial=config.keep_partial, damaged=damaged)
+        stats.size_wh, stats.audio = writer.encoded_wh, writer.audio_mode
+        encoder = threading.Thread(target=_encode_loop, args=(ring_out, writer, errors, stats),
+                                   name="render-encode", daemon=True)
+        decoder.start()
+        encoder.start()
         while True:
+            signals.raise_if_requested()
             batch.clear()
             rgbs.clear()
             while len(batch) < b:
@@ -288,22 +303,23 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
         writer.close()
         stats.audio_left_out = writer.audio_left_out
     except BaseException as e:
+        signals.stopping()   # a second stop signal must not cut this cleanup short
         stop.set()
         ring_in.close()
         ring_out.close()     # the encoder writes what was already rendered, then ends
-        decoder.join()
-        encoder.join()
+        _join(decoder, encoder)
+        if writer is None:
+            raise
         partial = writer.abort()
         if writer.partial_error and isinstance(e, DynastreamError):
             raise RenderError(f"{e}; the frames rendered before could not be kept either") from None
         if partial is not None and isinstance(e, DynastreamError):
             raise RenderError(f"{e} (the {writer.frames} frames rendered before are kept in {partial})") from None
         if partial is not None and isinstance(e, KeyboardInterrupt):
-            raise RenderInterrupted(partial, writer.frames) from None
+            raise RenderInterrupted(partial, writer.frames, e) from None
         raise
     finally:
-        decoder.join()
-        encoder.join()
+        _join(decoder, encoder)
         source.close()
         bar.close()
         stats.wall_s = time.perf_counter() - start
@@ -380,7 +396,8 @@ def render_folder(input_dir: Path, output_dir: Path, net, track: Track, config: 
     """Every image of ``input_dir`` (in name order) to the same name in ``output_dir``. The images
     are written into a hidden folder next to the target and moved in only when all are done."""
     images = list_images(input_dir)
-    tmp_dir = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
+    tmp_dir = temp_path(output_dir)
+    signals.graceful()
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir()
     try:

@@ -16,17 +16,19 @@ and kept as ``NAME.partial.EXT``.
 """
 
 import errno
+import glob
 import os
+import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import av
 import numpy as np
 
 from nets.errors import DynastreamError
-from stream import avlog
+from stream import avlog, signals
 from stream.avlog import DamagePolicy
 from stream.keyframes import Track
 from stream.ring import Frame
@@ -77,10 +79,44 @@ def keyframes_path(target: PathLike) -> Path:
     return target.with_name(f"{target.stem}.keyframes.yaml")
 
 
-def check_output(target: PathLike, inputs: Sequence[PathLike] = (), folder_ok: bool = False) -> Path:
+def remove_stale_temps(target: PathLike, notice: Optional[Callable[[str], None]] = None) -> list[Path]:
+    """Remove the temporary files (or folders) of ``target`` that runs which no longer exist left
+    behind (SIGKILL, a power cut), each told to ``notice``. Those of live processes stay."""
+    target = Path(target)
+    pattern = f".{glob.escape(target.stem)}.tmp-*{glob.escape(target.suffix)}"
+    removed = []
+    for path in target.parent.glob(pattern):
+        pid_text = path.name[len(target.stem) + 6:len(path.name) - len(target.suffix)]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _process_exists(int(pid_text)):
+            continue
+        try:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        except FileNotFoundError:
+            continue    # another run just removed it
+        except OSError:
+            continue    # not ours to remove; it stays, as before
+        removed.append(path)
+        if notice is not None:
+            notice(f"removed {path}, left by an earlier run (process {pid_text}) that did not finish")
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # another user's process
+        return True
+    return True
+
+
+def check_output(target: PathLike, inputs: Sequence[PathLike] = (), folder_ok: bool = False,
+                 notice: Optional[Callable[[str], None]] = None) -> Path:
     """Refuse, before any work, an output that could not be written or would overwrite an input.
     The folder is probed by creating (and removing) the temporary file, which also catches
-    read-only and pseudo file systems that ``os.access`` reports as writable to root."""
+    read-only and pseudo file systems that ``os.access`` reports as writable to root. Temporary
+    files that a killed earlier run left for this target are removed, each told to ``notice``."""
     target = Path(target)
     for source in inputs:
         if _same_path(target, Path(source)):
@@ -101,6 +137,7 @@ def check_output(target: PathLike, inputs: Sequence[PathLike] = (), folder_ok: b
         pass   # a leftover of this very process; it is overwritten
     except OSError as e:
         raise WriterError(f"cannot write to the output folder {folder} ({e.strerror or e})") from None
+    remove_stale_temps(target, notice)
     return target
 
 
@@ -141,6 +178,7 @@ def write_bytes_atomic(target: PathLike, data: bytes, shown_as: Optional[PathLik
     removed and ``target`` left as it was. Errors name ``shown_as`` (default ``target``)."""
     target = Path(target)
     tmp = temp_path(target)
+    signals.graceful()
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -228,6 +266,7 @@ class VideoWriter:
                  damaged: DamagePolicy = "stop"):
         self.target = Path(target)
         self.temp = temp_path(self.target)
+        signals.graceful()               # a stop signal from now on removes (or keeps) the temp file
         self.keep_partial = keep_partial
         self.damaged = damaged           # a damaged audio packet of audio_from: stop, or leave it out
         self.audio_left_out = 0
@@ -501,9 +540,10 @@ class Recorder:
 
     def __init__(self, target: PathLike, width: int, height: int, sites: Sequence[str], *,
                  fps: float = 30.0, options: VideoOptions = VideoOptions(), keep_partial: bool = False,
-                 time_base: Fraction = Fraction(1, 90000)):
-        self.target = check_output(target)
+                 time_base: Fraction = Fraction(1, 90000), notice: Optional[Callable[[str], None]] = None):
+        self.target = check_output(target, notice=notice)
         self.keyframes = keyframes_path(self.target)
+        remove_stale_temps(self.keyframes, notice)
         self.sites = tuple(sites)
         self._writer = VideoWriter(self.target, width, height, rate=Fraction(fps).limit_denominator(1001),
                                    time_base=time_base, options=options, keep_partial=keep_partial)
