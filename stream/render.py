@@ -29,7 +29,8 @@ from stream.engine import Engine, EngineConfig
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
 from stream.sources import Damage, VideoFileSource, pump
-from stream.writer import VideoOptions, VideoWriter, check_output, temp_path, write_bytes_atomic
+from stream.writer import (VideoOptions, VideoWriter, check_output, check_video_name, temp_path,
+                           write_bytes_atomic)
 
 InputKind = Literal["video", "image", "folder"]
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -158,6 +159,8 @@ def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = R
     out_suffix = output_path.suffix.lower()
     if kind == "video" and out_suffix in IMAGE_EXTS:
         raise RenderError(f"a video renders to a video file (.mp4, .mkv, .mov, .webm), not {output_path.name}")
+    if kind == "video":
+        check_video_name(output_path)
     if kind == "image" and out_suffix not in IMAGE_EXTS:
         raise RenderError(f"an image renders to an image: give the output one of the extensions {', '.join(IMAGE_EXTS)}")
     if kind == "folder" and output_path.exists() and not output_path.is_dir():

@@ -57,6 +57,7 @@ PRESETS = {"libx264": X264_PRESETS, "libx264rgb": X264_PRESETS, "libx265": X264_
            "libsvtav1": None, "h264_nvenc": None, "hevc_nvenc": None}   # None: the encoder checks
 LOSSLESS_PIX_FMTS = ("rgb24", "bgr0", "gbrp", "bgra", "rgba")
 SUGGESTED_CODECS = "libx264, libx265, libvpx-vp9, libsvtav1, mpeg4, ffv1, png"
+VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".webm")   # the containers that keep timestamps and audio as given
 _AVFMT_TS_NEGATIVE = 0x40000   # libavformat: the format can store negative timestamps
 
 
@@ -203,6 +204,39 @@ def _unlink(path: Path) -> None:
 
 # -- video ---------------------------------------------------------------------------------------
 
+def check_video_name(target: PathLike) -> Path:
+    """Refuse an output name whose extension is not one of the video containers written here."""
+    target = Path(target)
+    suffix = target.suffix.lower()
+    if suffix in VIDEO_EXTS:
+        return target
+    what = target.suffix if suffix else f"{target.name} (no extension)"
+    hint = "; for a GIF, render to .mp4 and convert that (e.g. with ffmpeg)" if suffix == ".gif" else ""
+    raise WriterError(f"videos are written as {', '.join(VIDEO_EXTS[:-1])} or {VIDEO_EXTS[-1]} files, "
+                      f"not {what}{hint}")
+
+
+def _muxer_takes(format_name: str, stream) -> bool:
+    """Whether the muxer ``format_name`` starts a file holding only a video stream like ``stream``
+    (tried in memory; nothing is encoded)."""
+    import io
+
+    probe = av.open(io.BytesIO(), "w", format=format_name)
+    try:
+        s = probe.add_stream(stream.codec_context.name, rate=stream.average_rate)
+        s.width, s.height, s.pix_fmt = stream.width, stream.height, stream.pix_fmt
+        s.codec_context.time_base = stream.codec_context.time_base
+        probe.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    finally:
+        try:
+            probe.close()
+        except (av.error.FFmpegError, ValueError, OSError):
+            pass
+
+
 def video_encoder(name: str) -> av.Codec:
     try:
         codec = av.Codec(name, "w")
@@ -289,23 +323,20 @@ class VideoWriter:
             raise
 
     def _open(self, width, height, rate, options, audio_from) -> None:
+        check_video_name(self.target)
         if options.codec is not None:
             video_encoder(options.codec)   # an unknown codec is named before anything is created
         try:
             self._container = av.open(str(self.temp), "w")
-        except ValueError:
-            raise WriterError(f"cannot tell a video format from the name {self.target.name} "
-                              "(use an extension such as .mp4, .mkv, .mov or .webm)") from None
         except OSError as e:
-            raise WriterError(f"cannot write {self.target} ({_reason(e)})") from None
+            raise write_error(e, self.target) from None
         supported = self._container.supported_codecs
         fmt = self._container.format
         name = options.codec or ("libx264" if "libx264" in supported else self._container.default_video_codec)
         codec = video_encoder(name)
         codec_opts = _codec_options(codec, options)
         if codec.name not in supported and codec.canonical_name not in supported:
-            raise WriterError(f"{self.target.suffix or fmt.name} files cannot hold {codec.name} video "
-                              "(.mkv holds almost every codec)")
+            raise self._cannot_hold(name)
         self.pix_fmt = pick_pix_fmt(codec)
         subsampled = self.pix_fmt.startswith(("yuv420", "yuv422", "yuv411", "yuv410", "nv"))
         self.frame_wh = (width, height)
@@ -333,8 +364,17 @@ class VideoWriter:
         except OSError as e:
             raise write_error(e, self.target) from None
         except (av.error.FFmpegError, ValueError) as e:
-            raise WriterError(f"cannot start writing {self.target.name} with audio {', '.join(self.audio_mode)} "
-                              f"({_reason(e)})") from None
+            # The container's codec list is a hint: MOV lists VP9, then refuses it here. Tell
+            # whether the video or the audio is what it refuses.
+            if not _muxer_takes(fmt.name, self._video):
+                raise self._cannot_hold(name) from None
+            raise WriterError(f"{self.target.suffix} files cannot hold the audio of {audio_from} "
+                              f"({', '.join(self.audio_mode)}: {_reason(e)})") from None
+
+    def _cannot_hold(self, codec_name: str) -> WriterError:
+        hint = "" if self.target.suffix.lower() == ".mkv" else " (.mkv holds almost every codec)"
+        return WriterError(f"{self.target.suffix} files cannot hold {codec_name} video; choose another --codec"
+                           f"{hint}")
 
     def _open_audio(self, path, supported) -> None:
         avlog.install()
@@ -541,7 +581,7 @@ class Recorder:
     def __init__(self, target: PathLike, width: int, height: int, sites: Sequence[str], *,
                  fps: float = 30.0, options: VideoOptions = VideoOptions(), keep_partial: bool = False,
                  time_base: Fraction = Fraction(1, 90000), notice: Optional[Callable[[str], None]] = None):
-        self.target = check_output(target, notice=notice)
+        self.target = check_output(check_video_name(target), notice=notice)
         self.keyframes = keyframes_path(self.target)
         remove_stale_temps(self.keyframes, notice)
         self.sites = tuple(sites)

@@ -270,6 +270,9 @@ def error_cases(tmp_path):
         "output is input": ([good, "-o", good], "is the input"),
         "bad keyframes": ([good, "-o", out, "--keyframes", bad_keys], "bad.yaml: line 3 .*outside the model's range"),
         "unknown codec": ([good, "-o", out, "--codec", "h266"], "unknown video codec 'h266'"),
+        "gif output": ([good, "-o", tmp_path / "out.gif"], "not .gif; for a GIF, render to .mp4"),
+        "codec that does not fit": ([good, "-o", tmp_path / "out.webm", "--codec", "libx264"],
+                                    r"\.webm files cannot hold libx264 video; choose another --codec"),
         "unknown model": ([good, "-o", out, "--model", "nosuch"], "no model named 'nosuch'"),
     }
 

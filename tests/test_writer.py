@@ -131,7 +131,13 @@ def test_timestamps_must_increase(tmp_path):
     ("o.mp4", VideoOptions("bogus"), "unknown video codec 'bogus'"),
     ("o.mp4", VideoOptions("aac"), "not a video codec"),
     ("o.webm", VideoOptions("ffv1"), "cannot hold ffv1"),
-    ("o.notaformat", VideoOptions(), "cannot tell a video format"),
+    ("o.webm", VideoOptions("h264"), r"\.webm files cannot hold h264 video; choose another --codec"),
+    ("o.mov", VideoOptions("libvpx-vp9"), "mov files cannot hold libvpx-vp9 video"),   # listed, then refused
+    ("o.mkv", VideoOptions("rawvideo"), r"\.mkv files cannot hold rawvideo video; choose another --codec$"),
+    ("o.notaformat", VideoOptions(), r"videos are written as \.mp4, \.mkv, \.mov or \.webm files, not \.notaformat$"),
+    ("o.gif", VideoOptions(), "not .gif; for a GIF, render to .mp4 and convert that"),
+    ("o.avi", VideoOptions("mpeg4"), "not .avi$"),
+    ("noextension", VideoOptions(), r"not noextension \(no extension\)"),
     ("o.mp4", VideoOptions(preset="warp"), "unknown preset 'warp'"),
     ("o.mkv", VideoOptions("png", crf=10), "takes no --crf"),
     ("o.mkv", VideoOptions("ffv1", preset="fast"), "takes no --preset"),
@@ -140,6 +146,15 @@ def test_writer_errors_create_no_file(tmp_path, name, options, match):
     with pytest.raises(DynastreamError, match=match):
         VideoWriter(tmp_path / name, 16, 16, rate=24, time_base=Fraction(1, 24), options=options)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_video_codec_is_named_as_such_even_with_audio(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_video(src, n_frames=2, audio=True)
+    with pytest.raises(DynastreamError, match=r"\.mov files cannot hold libvpx-vp9 video"):
+        VideoWriter(tmp_path / "o.mov", 16, 16, rate=24, time_base=Fraction(1, 24),
+                    options=VideoOptions("libvpx-vp9"), audio_from=src)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
 def test_check_output(tmp_path):
