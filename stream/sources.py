@@ -47,6 +47,7 @@ class Damage:
     demuxer skipped), counted from the file's frame index, or estimated from its duration where it
     has none (``missing_exact`` False)."""
 
+    errors: int = 0              # damaged spots: packets refused, or decoded with an error logged
     left_out: int = 0
     missing: int = 0
     missing_exact: bool = True
@@ -62,7 +63,8 @@ class Damage:
         if self.first_s is None:
             return ""
         about = "" if self.missing_exact or not self.missing else "about "
-        return (f"input damaged from {self.first_s:.1f} s (frame {self.first_frame}: {self.reason}): "
+        spots = f"{self.errors} decode error{'' if self.errors == 1 else 's'}"
+        return (f"input damaged from {self.first_s:.1f} s (frame {self.first_frame}: {self.reason}; {spots}): "
                 f"{about}{self.frames} frames could not be decoded and are left out")
 
 
@@ -217,6 +219,7 @@ class VideoFileSource:
             if self._notice is not None:
                 self._notice(f"{where}: {reason}; damaged frames are left out")
         self._skipping = True
+        self.damage.errors += 1
         self.damage.left_out += lost
 
     def _count_missing(self) -> None:

@@ -195,6 +195,14 @@ def write_bytes_atomic(target: PathLike, data: bytes, shown_as: Optional[PathLik
     return target
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _unlink(path: Path) -> None:
     try:
         path.unlink()
@@ -518,6 +526,7 @@ class VideoWriter:
         try:
             self._finish(all_audio=True)
             self._close_quietly()
+            _fsync(self.temp)      # a full disk can surface only here, and the rename must not outrun the data
             os.replace(self.temp, self.target)
         except OSError as e:
             self.abort()

@@ -56,7 +56,8 @@ def test_skip_damaged_counts_what_it_leaves_out_and_writes_exactly_what_it_says(
     frames, times = read_frames(out)
     assert len(frames) == stats.frames and times == sorted(times)
     lost = stats.damage.frames
-    assert lost > 0 and stats.damage.first_s is not None
+    assert lost > 0 and stats.damage.errors > 0 and stats.damage.first_s is not None
+    assert re.search(rf"; {stats.damage.errors} decode errors?\): ", stats.summary())
     assert f"{lost} frames could not be decoded and are left out" in stats.summary()
     if exact:
         assert stats.frames + lost == N_FRAMES
