@@ -39,6 +39,9 @@ def wait_for(predicate, proc, timeout=120):
         time.sleep(0.05)
 
 
+SLOW = ("--size", "320x180", "--device", "cpu")   # frames slow enough (tens of ms each) to be caught mid-render
+
+
 def temp_of(proc, folder, name="out", ext=".mp4"):
     return folder / f".{name}.tmp-{proc.pid}{ext}"
 
@@ -57,7 +60,7 @@ def dot_files(folder):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_render_cleans_up_on_each_stop_signal(tmp_path, long_clip, sig):
-    proc = start("render", long_clip, "-o", "out.mp4", cwd=tmp_path)
+    proc = start("render", long_clip, "-o", "out.mp4", *SLOW, cwd=tmp_path)
     wait_for(lambda: temp_of(proc, tmp_path).exists(), proc)
     time.sleep(0.3)
     proc.send_signal(sig)
@@ -69,7 +72,7 @@ def test_render_cleans_up_on_each_stop_signal(tmp_path, long_clip, sig):
 
 
 def test_render_keep_partial_on_sigterm_keeps_what_was_rendered(tmp_path, long_clip):
-    proc = start("render", long_clip, "-o", "out.mp4", "--keep-partial", cwd=tmp_path)
+    proc = start("render", long_clip, "-o", "out.mp4", "--keep-partial", *SLOW, cwd=tmp_path)
     wait_for(lambda: temp_of(proc, tmp_path).exists(), proc)
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
@@ -102,7 +105,7 @@ def test_live_record_finishes_the_take_on_sigterm_and_sighup(tmp_path, sig):
 
 
 def test_sigkill_leftovers_are_removed_by_the_next_render_which_says_so(tmp_path, long_clip, capsys):
-    proc = start("render", long_clip, "-o", "out.mp4", cwd=tmp_path)
+    proc = start("render", long_clip, "-o", "out.mp4", *SLOW, cwd=tmp_path)
     temp = temp_of(proc, tmp_path)
     wait_for(temp.exists, proc)
     proc.send_signal(signal.SIGKILL)
@@ -118,7 +121,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_render_which_says_so(tmp_path
     assert dot_files(tmp_path) == [] and len(read_frames(tmp_path / "out.mp4")[0]) == 3
 
 
-@pytest.mark.parametrize("sig, delay_s", [(signal.SIGINT, 0.5), (signal.SIGINT, 2.5), (signal.SIGTERM, 1.5)])
+@pytest.mark.parametrize("sig, delay_s", [(signal.SIGINT, 1.0), (signal.SIGINT, 2.5), (signal.SIGTERM, 1.5)])
 def test_a_signal_during_live_start_up_ends_in_one_line(tmp_path, sig, delay_s):
     """Ctrl-C in a terminal reaches the whole process group (compile workers too)."""
     proc = start("live", "--source", "demo", "--headless", "--record", "take.mp4", cwd=tmp_path, new_session=True)
