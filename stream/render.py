@@ -6,9 +6,12 @@ Video::
     decode thread --ring(block)--> main thread: batches of B frames, α per frame, Engine.run
                   --ring(block)--> encode thread: VideoWriter (timestamps kept, audio copied)
 
-Nothing is dropped: both rings block. The main thread runs inference so that Ctrl-C lands there;
-any error or interrupt stops the threads and leaves the target path untouched (see
-``stream.writer``). Each stage's busy time is measured, so a run says where its time went.
+Nothing is dropped: both rings block. The main thread runs inference so that Ctrl-C (and SIGTERM,
+SIGHUP: ``stream.signals``) lands there; any error or interrupt stops the threads and leaves the
+target path untouched (see ``stream.writer``). A damaged input stops the render after the frames
+decoded before the damage are written, or with ``skip_damaged`` is rendered without its damaged
+frames, which are counted (``stream.sources.Damage``). Each stage's busy time is measured, so a run
+says where its time went.
 """
 
 import os

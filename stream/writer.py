@@ -6,10 +6,16 @@ packet for packet where the output container can hold the source's audio codec, 
 or the container's own audio codec where AAC is not allowed) where it cannot. Audio is interleaved
 with the video as it is written, not appended at the end.
 
+Every copied audio packet is decoded first: a damaged one (the decoder refuses it or logs an
+error) would stop players decoding the rest of the track, so it stops the write, or with
+``damaged="skip"`` is left out and counted.
+
 Everything goes to a hidden temporary file next to the target, which is renamed onto the target
-only when the file is complete. On an error or Ctrl-C the target is left untouched; with
-``keep_partial`` the temporary file is finalized (a playable file with the frames written so far)
-and kept as ``NAME.partial.EXT``.
+only when the file is complete. On an error, Ctrl-C, SIGTERM or SIGHUP the target is left
+untouched; with ``keep_partial`` the temporary file is finalized (a playable file with the frames
+written so far) and kept as ``NAME.partial.EXT``. A temporary file whose process is gone (SIGKILL)
+is removed by the next ``check_output`` for the same target. Every failed write, a full disk
+first, is one sentence (``write_error``).
 
 ``Recorder`` builds on it for live recording: the video plus the α track as performed
 (``NAME.keyframes.yaml``), which ``dynastream render --keyframes`` replays on the original file.
@@ -17,6 +23,7 @@ and kept as ``NAME.partial.EXT``.
 
 import errno
 import glob
+import io
 import os
 import shutil
 from dataclasses import dataclass
@@ -227,8 +234,6 @@ def check_video_name(target: PathLike) -> Path:
 def _muxer_takes(format_name: str, stream) -> bool:
     """Whether the muxer ``format_name`` starts a file holding only a video stream like ``stream``
     (tried in memory; nothing is encoded)."""
-    import io
-
     probe = av.open(io.BytesIO(), "w", format=format_name)
     try:
         s = probe.add_stream(stream.codec_context.name, rate=stream.average_rate)
@@ -458,8 +463,8 @@ class VideoWriter:
                 except (av.error.FFmpegError, OSError, ValueError) as e:
                     self._audio_damaged(None, _reason(e))
                     return None
-            if log.lines:
-                self._audio_damaged(packet, log.lines[0])
+            if log.lines:    # the demuxer skipped bytes: the packets it still gives are checked one by one
+                self._audio_damaged(packet, log.lines[0], lost=False)
             if packet is None:
                 return None
             if packet.dts is None or packet.size == 0:    # demuxer flush packets
@@ -483,12 +488,13 @@ class VideoWriter:
             return None
         return frames
 
-    def _audio_damaged(self, packet, reason: str) -> None:
+    def _audio_damaged(self, packet, reason: str, lost: bool = True) -> None:
+        """Stop at damage in the audio, or count the packet ``lost`` (not written)."""
         at = f" at {float(packet.pts * packet.time_base):.1f} s" if packet is not None and packet.pts is not None else ""
         if self.damaged == "stop":
             raise WriterError(f"the audio of {self._audio_name} is damaged{at}: {reason}; --skip-damaged renders "
                               "it without the damaged audio")
-        if packet is not None:
+        if packet is not None and lost:
             self.audio_left_out += 1
 
     def _mux_audio_until(self, time_s: Optional[float]) -> None:
