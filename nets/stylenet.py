@@ -50,6 +50,10 @@ PRESETS: dict[str, StyleNetConfig] = {
 
 
 class StyleNet(nn.Module):
+    # The smallest height and width it takes: the 9x9 conv's reflection padding (4 pixels) needs 5,
+    # which the stride-2 levels bring to 3 and 2, still enough for their 1-pixel reflection pads.
+    min_side = 5
+
     def __init__(self, config: StyleNetConfig = PRESETS["paper"]):
         super().__init__()
         self.config = config

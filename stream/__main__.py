@@ -1,3 +1,9 @@
-from stream.cli import main
+import sys
+
+try:
+    from stream.cli import main
+except KeyboardInterrupt:       # Ctrl-C before main() handles signals itself
+    sys.stderr.write("dynastream: interrupted\n")
+    raise SystemExit(130)
 
 raise SystemExit(main())

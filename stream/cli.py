@@ -1,5 +1,6 @@
 """`dynastream` command line. The only layer that reads argv (and, through the config modules it
-calls, YAML); heavy modules are imported inside each command so `--help` stays fast."""
+calls, YAML); heavy modules (torch with them) are imported inside each command, so `--help` stays
+fast and Ctrl-C, SIGTERM or SIGHUP during start-up end the command cleanly too."""
 
 import argparse
 import math
@@ -10,6 +11,7 @@ from typing import Callable, Optional, Sequence
 from nets.errors import DynastreamError, short_repr
 from nets.zoo_index import DEFAULT_MODEL
 from stream.limits import MAX_BATCH, MAX_FPS, MAX_SCALE, MAX_SIDE
+from stream import signals
 
 
 
@@ -145,6 +147,9 @@ def add_render(sub) -> None:
     p.add_argument("--preset", help="encoder speed preset (x264: ultrafast .. veryslow, default medium)")
     p.add_argument("--keep-partial", action="store_true",
                    help="on an error or Ctrl-C keep what was rendered as NAME.partial.EXT")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="a damaged input: leave out (and count) the frames and audio packets that cannot be "
+                        "decoded, instead of stopping at the first")
     p.add_argument("--fps", type=_positive(float, MAX_FPS), default=25.0,
                    help="frame rate of a folder of images, for keyframes given in seconds (default 25)")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -162,16 +167,21 @@ def run_render(args: argparse.Namespace) -> int:
                           allow_extrapolation=args.allow_extrapolation, size_wh=args.size, scale=args.scale,
                           batch=args.batch, device=args.device,
                           video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
-                          keep_partial=args.keep_partial, fps=args.fps)
+                          keep_partial=args.keep_partial, skip_damaged=args.skip_damaged, fps=args.fps)
     try:
-        stats = render(args.input, args.output, config, progress=not args.quiet)
+        stats = render(args.input, args.output, config, progress=not args.quiet, notice=_notice)
     except KeyboardInterrupt as e:
+        how = "interrupted" if signals.describe(e) == "Ctrl-C" else f"stopped by {signals.describe(e)}"
         kept = getattr(e, "partial", None)
-        print(f"dynastream: render {e}" if kept else f"dynastream: render interrupted; {args.output} was not written",
-              file=sys.stderr)
-        return 130
+        print(f"dynastream: render {how}; the {e.frames} frames rendered before are kept in {kept}" if kept
+              else f"dynastream: render {how}; {args.output} was not written", file=sys.stderr)
+        return signals.exit_code(e)
     print(stats.summary())
     return 0
+
+
+def _notice(message: str) -> None:
+    print(f"dynastream: {message}", file=sys.stderr)
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -194,6 +204,7 @@ def add_train(sub) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from train.command import run
 
+    signals.graceful()   # checkpoints are written at any time: a signal raises (the loop's StopRequest saves)
     return run(args.config, args.sets, args.out, args.resume)
 
 
@@ -474,6 +485,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    with signals.stop_signals():
+        try:
+            return _run(argv)
+        except KeyboardInterrupt as e:     # Ctrl-C, SIGTERM or SIGHUP, at any point
+            how = "interrupted" if signals.describe(e) == "Ctrl-C" else f"stopped by {signals.describe(e)}"
+            print(f"dynastream: {how}", file=sys.stderr)
+            return signals.exit_code(e)
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -481,6 +503,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except DynastreamError as e:
         print(f"dynastream: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("dynastream: interrupted", file=sys.stderr)
-        return 130

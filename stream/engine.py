@@ -185,21 +185,34 @@ def split_convs(net: nn.Module) -> int:
     return len(targets)
 
 
+def net_size(out_hw: tuple[int, int], min_side: int) -> tuple[int, int]:
+    """The size the net runs at: ``out_hw``, each side raised to the net's smallest."""
+    return max(out_hw[0], min_side), max(out_hw[1], min_side)
+
+
 class Step(nn.Module):
-    """One engine call on the device: uint8 BHWC frames and α (B, S) float32 -> uint8 BHWC."""
+    """One engine call on the device: uint8 BHWC frames and α (B, S) float32 -> uint8 BHWC.
+
+    A frame smaller than the net takes (``net_hw`` > ``out_hw``) is padded by repeating its last
+    row/column and the output cropped back, so even a 1x1 frame comes back at 1x1."""
 
     def __init__(self, net: DynamicNet, dtype: torch.dtype, in_hw: tuple[int, int], out_hw: tuple[int, int],
-                 memory_format: torch.memory_format):
+                 memory_format: torch.memory_format, net_hw: Optional[tuple[int, int]] = None):
         super().__init__()
         self.net, self.dtype, self.in_hw, self.out_hw, self.memory_format = net, dtype, in_hw, out_hw, memory_format
+        self.net_hw = net_hw or out_hw
 
     def pre(self, frames_bhwc_u8: torch.Tensor) -> torch.Tensor:
         x = frames_bhwc_u8.permute(0, 3, 1, 2).to(self.dtype) / 255.0
         if self.out_hw != self.in_hw:
             x = F.interpolate(x, size=self.out_hw, mode="bilinear", align_corners=False, antialias=True)
+        if self.net_hw != self.out_hw:
+            x = F.pad(x, (0, self.net_hw[1] - self.out_hw[1], 0, self.net_hw[0] - self.out_hw[0]), mode="replicate")
         return x.contiguous(memory_format=self.memory_format)
 
     def post(self, y_nchw: torch.Tensor) -> torch.Tensor:
+        if self.net_hw != self.out_hw:
+            y_nchw = y_nchw[..., :self.out_hw[0], :self.out_hw[1]]
         return (y_nchw.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
 
     def forward(self, frames_bhwc_u8: torch.Tensor, alpha_bs: torch.Tensor) -> torch.Tensor:
@@ -257,6 +270,7 @@ class Engine:
         self.dtype = pick_dtype(config.precision, self.device)
         self.in_hw = tuple(in_hw)
         self.out_hw = (config.size_wh[1], config.size_wh[0]) if config.size_wh else self.in_hw
+        self.net_hw = net_size(self.out_hw, getattr(net.main, "min_side", 1))
         pixels = config.max_batch * self.out_hw[0] * self.out_hw[1]
         self.backend, note = resolve_backend(config.backend, self.device, pixels)
         if self.backend == "onnxruntime" and self.dtype != torch.float32:
@@ -320,7 +334,7 @@ class Engine:
         net = net.to(self.device, self.dtype, memory_format=self.memory_format).eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        step = Step(net, self.dtype, self.in_hw, self.out_hw, self.memory_format).eval()
+        step = Step(net, self.dtype, self.in_hw, self.out_hw, self.memory_format, self.net_hw).eval()
         prepared = Prepared(net, step, backend or self.backend, requested=backend or self.backend)
         scratch_in = torch.zeros_like(self._slots[0].in_dev)
         scratch_alpha = torch.zeros_like(self._slots[0].alpha_dev)
@@ -364,13 +378,13 @@ class Engine:
 
         from stream.export import onnx_bytes
 
-        model = onnx_bytes(prepared.net, self.out_hw)
+        model = onnx_bytes(prepared.net, self.net_hw)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        b, (oh, ow) = self.config.max_batch, self.out_hw
+        b, (oh, ow) = self.config.max_batch, self.net_hw
         x_np = np.zeros((b, 3, oh, ow), np.float32)
         y_np = np.zeros((b, 3, oh, ow), np.float32)
         alpha_np = self._slots[0].alpha_host.numpy()

@@ -32,6 +32,7 @@ import torch
 import nets
 from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
+from stream import signals
 from stream.controls import (Action, AlphaController, Command, ControllerConfig, ControlsError, MidiInput,
                              MidiMap, handle_event, open_midi)
 from stream.display import HudInfo, Window
@@ -632,6 +633,7 @@ class LivePipeline:
         out_ring, window, limit, hud = self.out_ring, self.window, self.config.frames, self.hud
         timeout = 0.01 if window is not None else 0.1
         while True:
+            signals.raise_if_requested()
             if window is not None:
                 for event in window.events():
                     command = handle_event(event, self.controller)
@@ -688,11 +690,13 @@ class LivePipeline:
         for t in threads:
             t.start()
         ended_by = "error"
+        signals.graceful()
         try:
             ended_by = self._main_loop()
-        except KeyboardInterrupt:
-            ended_by = "Ctrl-C"
+        except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP (stream.signals): end as on q
+            ended_by = signals.describe(e)
         finally:
+            signals.stopping()           # a second signal must not cut the take's saving short
             self.stop.set()
             self.in_ring.close()
             self.out_ring.close()

@@ -6,9 +6,12 @@ Video::
     decode thread --ring(block)--> main thread: batches of B frames, α per frame, Engine.run
                   --ring(block)--> encode thread: VideoWriter (timestamps kept, audio copied)
 
-Nothing is dropped: both rings block. The main thread runs inference so that Ctrl-C lands there;
-any error or interrupt stops the threads and leaves the target path untouched (see
-``stream.writer``). Each stage's busy time is measured, so a run says where its time went.
+Nothing is dropped: both rings block. The main thread runs inference so that Ctrl-C (and SIGTERM,
+SIGHUP: ``stream.signals``) lands there; any error or interrupt stops the threads and leaves the
+target path untouched (see ``stream.writer``). A damaged input stops the render after the frames
+decoded before the damage are written, or with ``skip_damaged`` is rendered without its damaged
+frames, which are counted (``stream.sources.Damage``). Each stage's busy time is measured, so a run
+says where its time went.
 """
 
 import os
@@ -19,17 +22,19 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, Optional, Sequence, Union
+from typing import Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
 import nets
 from nets.errors import DynastreamError
+from stream import signals
 from stream.engine import Engine, EngineConfig
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
-from stream.sources import VideoFileSource, pump
-from stream.writer import VideoOptions, VideoWriter, check_output, temp_path
+from stream.sources import Damage, VideoFileSource, pump
+from stream.writer import (VideoOptions, VideoWriter, check_output, check_video_name, temp_path,
+                           write_bytes_atomic)
 
 InputKind = Literal["video", "image", "folder"]
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -41,11 +46,14 @@ class RenderError(DynastreamError):
 
 
 class RenderInterrupted(KeyboardInterrupt):
-    """Ctrl-C with ``keep_partial``: what was rendered is kept at ``partial``."""
+    """Ctrl-C (or a stop signal: ``signum``, ``signal_name``) with ``keep_partial``: what was
+    rendered is kept at ``partial``."""
 
-    def __init__(self, partial: Path, frames: int):
+    def __init__(self, partial: Path, frames: int, cause: Optional[KeyboardInterrupt] = None):
         super().__init__(f"interrupted; the {frames} frames rendered before are kept in {partial}")
         self.partial, self.frames = partial, frames
+        if hasattr(cause, "signum"):
+            self.signum, self.signal_name = cause.signum, cause.signal_name
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class RenderConfig:
     device: str = "auto"
     video: VideoOptions = VideoOptions()
     keep_partial: bool = False
+    skip_damaged: bool = False               # damaged input: leave those frames out (counted) instead of stopping
     fps: float = 25.0                        # a folder of images is a sequence at this rate (for t keys)
 
 
@@ -74,6 +83,8 @@ class RenderStats:
     size_wh: tuple[int, int] = (0, 0)
     audio: list[str] = field(default_factory=list)
     unit: str = "frame"        # "image" for an image or a folder of images
+    damage: Damage = field(default_factory=Damage)   # input frames left out (--skip-damaged)
+    audio_left_out: int = 0                          # damaged audio packets left out (--skip-damaged)
 
     @property
     def fps(self) -> float:
@@ -87,9 +98,14 @@ class RenderStats:
             rate = f"{_rate(self.fps)} fps; "
         else:   # one image: its time says it all
             rate = f"{_rate(self.fps)} images/s; " if self.frames != 1 else ""
-        return (f"{self.output}: {count} at {self.size_wh[0]}x{self.size_wh[1]} in {_seconds(self.wall_s)} "
+        text = (f"{self.output}: {count} at {self.size_wh[0]}x{self.size_wh[1]} in {_seconds(self.wall_s)} "
                 f"({rate}busy: decode {self.decode_s:.1f} s, inference {self.infer_s:.1f} s, "
                 f"encode {self.encode_s:.1f} s{audio})")
+        if self.damage.first_s is not None:
+            text += f"; {self.damage.summary()}"
+        if self.audio_left_out:
+            text += f"; {self.audio_left_out} damaged audio packet{'' if self.audio_left_out == 1 else 's'} left out"
+        return text
 
 
 def _rate(per_s: float) -> str:
@@ -200,8 +216,9 @@ def load_style_model(name: str):
 
 
 def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = RenderConfig(),
-           progress: bool = False) -> RenderStats:
-    """Render a video to a video, an image to an image or a folder of images to a folder."""
+           progress: bool = False, notice: Optional[Callable[[str], None]] = None) -> RenderStats:
+    """Render a video to a video, an image to an image or a folder of images to a folder.
+    ``notice`` hears of temporary files that a killed earlier run left at the target (removed)."""
     input_path, output_path = Path(input_path), Path(output_path)
     kind = input_kind(input_path)
     if config.batch < 1:
@@ -209,11 +226,13 @@ def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = R
     out_suffix = output_path.suffix.lower()
     if kind == "video" and out_suffix in IMAGE_EXTS:
         raise RenderError(f"a video renders to a video file (.mp4, .mkv, .mov, .webm), not {output_path.name}")
+    if kind == "video":
+        check_video_name(output_path)
     if kind == "image" and out_suffix not in IMAGE_EXTS:
         raise RenderError(f"an image renders to an image: give the output one of the extensions {', '.join(IMAGE_EXTS)}")
     if kind == "folder" and output_path.exists() and not output_path.is_dir():
         raise RenderError(f"a folder of images renders to a folder, and {output_path} is a file")
-    check_output(output_path, [input_path], folder_ok=kind == "folder")
+    check_output(output_path, [input_path], folder_ok=kind == "folder", notice=notice)
     net = load_style_model(config.model)
     track = alpha_track(net, config.alpha, config.keyframes, config.allow_extrapolation)
     if kind == "video":
@@ -263,39 +282,54 @@ def _encode_loop(ring: FrameRing, writer: VideoWriter, errors: list, stats: Rend
         ring.close()
 
 
+def _join(*threads: Optional[threading.Thread]) -> None:
+    for t in threads:
+        if t is not None and t.ident is not None:   # started
+            t.join()
+
+
 def render_video(input_path: Path, output_path: Path, net, track: Track, config: RenderConfig,
                  progress: bool = False) -> RenderStats:
-    source = VideoFileSource(str(input_path))
+    damaged = "skip" if config.skip_damaged else "stop"
+    source = VideoFileSource(str(input_path), damaged=damaged)
     writer = None
     try:
         h, w, _ = source.shape_hwc
         engine = Engine(net, EngineConfig(device=config.device, size_wh=output_size((h, w), config.size_wh, config.scale),
                                           max_batch=config.batch), (h, w))
-        oh, ow = engine.out_hw
-        writer = VideoWriter(output_path, ow, oh, rate=source.stream.average_rate or Fraction(source.fps),
-                             time_base=source.time_base, options=config.video, audio_from=input_path,
-                             keep_partial=config.keep_partial)
     except BaseException:
         source.close()
         raise
-    stats = RenderStats(output_path, size_wh=writer.encoded_wh, audio=writer.audio_mode)
+    oh, ow = engine.out_hw
+    stats = RenderStats(output_path, damage=source.damage)
     b, n_sites = config.batch, len(track.sites)
     ring_in = FrameRing(2 * b + 1, source.shape_hwc, "block", n_alpha=n_sites)
     ring_out = FrameRing(2 * b + 1, (oh, ow, 3), "block", n_alpha=n_sites)
     timed = _TimedSource(source)
-    stop, errors = threading.Event(), []
-    decoder = threading.Thread(target=pump, args=(timed, ring_in, stop, errors), name="render-decode", daemon=True)
-    encoder = threading.Thread(target=_encode_loop, args=(ring_out, writer, errors, stats),
-                               name="render-encode", daemon=True)
+    # A decode error is raised once the frames decoded before it are rendered (so a kept partial
+    # file holds all of them); an encode error stops at once.
+    stop, decode_errors, errors = threading.Event(), [], []
+    decoder = threading.Thread(target=pump, args=(timed, ring_in, stop, decode_errors), name="render-decode",
+                               daemon=True)
     alpha_bs = np.zeros((b, n_sites), np.float32)
     batch: list[Frame] = []
     rgbs: list[np.ndarray] = []
     bar = Progress(source.frame_count or None, "frame", output_path.name, progress)
     start = time.perf_counter()
-    decoder.start()
-    encoder.start()
+    writer: Optional[VideoWriter] = None
+    encoder: Optional[threading.Thread] = None
     try:
+        # From here a temporary file exists: everything up to its rename or removal is in this try.
+        writer = VideoWriter(output_path, ow, oh, rate=source.stream.average_rate or Fraction(source.fps),
+                             time_base=source.time_base, options=config.video, audio_from=input_path,
+                             keep_partial=config.keep_partial, damaged=damaged)
+        stats.size_wh, stats.audio = writer.encoded_wh, writer.audio_mode
+        encoder = threading.Thread(target=_encode_loop, args=(ring_out, writer, errors, stats),
+                                   name="render-encode", daemon=True)
+        decoder.start()
+        encoder.start()
         while True:
+            signals.raise_if_requested()
             batch.clear()
             rgbs.clear()
             while len(batch) < b:
@@ -308,6 +342,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
             if errors:
                 raise errors[0]
             if not batch:
+                if decode_errors:
+                    raise decode_errors[0]
                 break
             for i, frame in enumerate(batch):
                 track.alpha_into(alpha_bs[i], t=frame.time_s, frame=frame.index, fps=source.fps)
@@ -333,21 +369,25 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
         if errors:
             raise errors[0]
         writer.close()
+        stats.audio_left_out = writer.audio_left_out
     except BaseException as e:
+        signals.stopping()   # a second stop signal must not cut this cleanup short
         stop.set()
         ring_in.close()
         ring_out.close()     # the encoder writes what was already rendered, then ends
-        decoder.join()
-        encoder.join()
+        _join(decoder, encoder)
+        if writer is None:
+            raise
         partial = writer.abort()
+        if writer.partial_error and isinstance(e, DynastreamError):
+            raise RenderError(f"{e}; the frames rendered before could not be kept either") from None
         if partial is not None and isinstance(e, DynastreamError):
             raise RenderError(f"{e} (the {writer.frames} frames rendered before are kept in {partial})") from None
         if partial is not None and isinstance(e, KeyboardInterrupt):
-            raise RenderInterrupted(partial, writer.frames) from None
+            raise RenderInterrupted(partial, writer.frames, e) from None
         raise
     finally:
-        decoder.join()
-        encoder.join()
+        _join(decoder, encoder)
         source.close()
         bar.close()
         stats.wall_s = time.perf_counter() - start
@@ -370,21 +410,14 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def write_image(path: Path, rgb_hwc_u8: np.ndarray) -> None:
-    """Encode in memory, then write a temporary file next to ``path`` and rename it."""
+def write_image(path: Path, rgb_hwc_u8: np.ndarray, shown_as: Optional[Path] = None) -> None:
+    """Encode in memory, then write it atomically (errors name ``shown_as``, default ``path``)."""
     import cv2
 
     ok, buf = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb_hwc_u8, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RenderError(f"cannot encode {path.name} as {path.suffix} image")
-    tmp = temp_path(path)
-    try:
-        buf.tofile(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    write_bytes_atomic(path, buf.tobytes(), shown_as)
 
 
 def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: Track, config: RenderConfig,
@@ -407,7 +440,7 @@ def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: 
             track.alpha_into(alpha_1s[0], t=i / config.fps, frame=i, fps=config.fps)
             out = engines[in_hw].run([rgb], alpha_1s)
             t2 = time.perf_counter()
-            write_image(dst, out[0])
+            write_image(dst, out[0], shown_as=dst if dst == output else output / dst.name)
             t3 = time.perf_counter()
             stats.decode_s += t1 - t0
             stats.infer_s += t2 - t1
@@ -434,7 +467,8 @@ def render_folder(input_dir: Path, output_dir: Path, net, track: Track, config: 
     """Every image of ``input_dir`` (in name order) to the same name in ``output_dir``. The images
     are written into a hidden folder next to the target and moved in only when all are done."""
     images = list_images(input_dir)
-    tmp_dir = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
+    tmp_dir = temp_path(output_dir)
+    signals.graceful()
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir()
     try:

@@ -8,6 +8,8 @@ import math
 import sys
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Union
@@ -17,6 +19,8 @@ import cv2
 import numpy as np
 
 from nets.errors import DynastreamError
+from stream import avlog
+from stream.avlog import DAMAGE_POLICIES, DamagePolicy
 from stream.ring import Frame, FrameRing
 
 
@@ -35,19 +39,58 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class Damage:
+    """What a damaged input cost. ``left_out``: frames that decoded damaged (or packets that did
+    not decode), and the frames after them that predict from damaged pictures, up to the next
+    keyframe; ``missing``: frames the file should hold that never came (cut short, bytes the
+    demuxer skipped), counted from the file's frame index, or estimated from its duration where it
+    has none (``missing_exact`` False)."""
+
+    errors: int = 0              # damaged spots: packets refused, or decoded with an error logged
+    left_out: int = 0
+    missing: int = 0
+    missing_exact: bool = True
+    first_s: Optional[float] = None
+    first_frame: int = -1
+    reason: str = ""
+
+    @property
+    def frames(self) -> int:
+        return self.left_out + self.missing
+
+    def summary(self) -> str:
+        if self.first_s is None:
+            return ""
+        about = "" if self.missing_exact or not self.missing else "about "
+        spots = f"{self.errors} decode error{'' if self.errors == 1 else 's'}"
+        return (f"input damaged from {self.first_s:.1f} s (frame {self.first_frame}: {self.reason}; {spots}): "
+                f"{about}{self.frames} frames could not be decoded and are left out")
+
+
 class VideoFileSource:
     """A video file or URL decoded with PyAV.
 
     ``pace`` releases frames at the file's own rate (live playback); without it frames come as
     fast as they decode (render). ``loop`` restarts at the end, with times continuing to grow.
     ``time_s`` and ``pts`` keep the file's own timestamps, so variable frame rate stays variable.
+
+    Damage (a packet the decoder refuses, an error the decoder or demuxer logs while concealing or
+    skipping bytes, a frame marked corrupt): with ``damaged="stop"`` the frames decoded before it
+    are delivered and then a SourceError names the time and frame; with ``"skip"`` damaged frames
+    and those that depend on them (up to the next keyframe) are left out and counted in ``damage``,
+    and ``notice`` hears of the first.
     """
 
-    def __init__(self, path: str, pace: bool = False, loop: bool = False):
+    def __init__(self, path: str, pace: bool = False, loop: bool = False, damaged: DamagePolicy = "stop",
+                 notice: Optional[Callable[[str], None]] = None):
+        if damaged not in DAMAGE_POLICIES:
+            raise ValueError(f"damaged must be one of {DAMAGE_POLICIES}, not {damaged!r}")
         self.name = str(path)
         is_url = "://" in self.name
         if not is_url and not Path(path).is_file():
             raise SourceError(f"video file {path} does not exist")
+        avlog.install()
         try:
             self._container = av.open(self.name)
         except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -67,7 +110,17 @@ class VideoFileSource:
         self.time_base: Fraction = self.stream.time_base or Fraction(1, 90000)
         self.frame_count = self.stream.frames or 0     # 0 when the container does not say
         self.pace, self.loop = pace, loop
-        self._decoder = self._container.decode(self.stream)
+        self.damaged: DamagePolicy = damaged
+        self.damage = Damage()
+        self._notice = notice
+        self._log_names = {ctx.name, ctx.codec.name}   # how the decoder signs its log lines
+        avlog.take_global(())                           # what an earlier decoder logged is not ours
+        self._packets = self._container.demux(self.stream)
+        self._decoded: deque = deque()   # decoded frames not handed out yet
+        self._ended = False              # the demuxer is done (or damage stopped it)
+        self._stop_error: Optional[SourceError] = None
+        self._skipping = False           # damage seen: frames are left out up to the next keyframe
+        self._pass_seen = 0              # frames decoded or lost in this pass over the file
         self._index = 0
         self._loop_offset_s = 0.0
         self._last_time_s = 0.0
@@ -94,18 +147,94 @@ class VideoFileSource:
         return True
 
     def _next_decoded(self):
-        for attempt in range(2):
+        while not self._decoded:
+            if not self._ended:
+                self._decode_packet()
+                continue
+            if self._stop_error is not None:
+                raise self._stop_error
+            if not self.loop or self._pass_seen == 0:
+                return None
+            self._restart()
+        return self._decoded.popleft()
+
+    def _restart(self) -> None:
+        self._loop_offset_s += self._last_time_s + 1.0 / self.fps
+        self._container.seek(0, stream=self.stream)
+        self._packets = self._container.demux(self.stream)
+        self._ended = self._skipping = False
+        self._pass_seen = 0
+
+    def _decode_packet(self) -> None:
+        """Demux and decode one packet, queueing the frames it completes; notes any damage."""
+        packet, frames, failed = None, [], ""
+        with avlog.Capture() as log:
             try:
-                return next(self._decoder)
-            except StopIteration:
-                if not self.loop or attempt == 1 or self._index == 0:
-                    return None
-                self._loop_offset_s += self._last_time_s + 1.0 / self.fps
-                self._container.seek(0, stream=self.stream)
-                self._decoder = self._container.decode(self.stream)
-            except (av.error.FFmpegError, ValueError) as e:
-                raise SourceError(f"{self.name} is corrupt at frame {self._index} ({_reason(e)})") from None
-        return None
+                packet = next(self._packets, None)
+            except (av.error.FFmpegError, OSError, ValueError) as e:
+                failed = _reason(e)
+            if packet is not None:
+                try:
+                    frames = packet.decode()
+                except (av.error.FFmpegError, ValueError) as e:
+                    failed = _reason(e)
+        lines = log.lines + avlog.take_global(self._log_names)
+        lost = 1 if failed and packet is not None else 0   # a packet that did not decode: a frame
+        self._pass_seen += lost
+        if packet is None:
+            self._ended = True
+        damaged = bool(failed or lines) or any(f.is_corrupt for f in frames)
+        if damaged:
+            reason = failed or (lines[0] if lines else "the decoder marks a frame corrupt")
+            self._on_damage(reason, packet, frames, lost)
+            if self._stop_error is not None:
+                return
+        for f in frames:
+            self._pass_seen += 1
+            if self._skipping and f.key_frame and not damaged:
+                self._skipping = False
+            if self._skipping or f.is_corrupt:
+                self.damage.left_out += 1
+            else:
+                self._decoded.append(f)
+        if self._ended and not self.loop and self.damage.first_s is not None:
+            self._count_missing()
+
+    def _on_damage(self, reason: str, packet, frames: list, lost: int) -> None:
+        if frames and frames[0].time is not None:
+            time_s = float(frames[0].time)
+        elif packet is not None and packet.pts is not None:
+            time_s = float(packet.pts * packet.time_base)
+        else:
+            time_s = self._last_time_s + (1.0 / self.fps if self._index else 0.0)
+        time_s += self._loop_offset_s
+        at_frame = self._index + len(self._decoded)
+        where = f"{self.name} is damaged at {time_s:.1f} s (frame {at_frame})"
+        if self.damaged == "stop":
+            self._stop_error = SourceError(f"{where}: {reason}; --skip-damaged renders it without the damaged frames")
+            self._ended = True
+            return
+        if self.damage.first_s is None:
+            self.damage.first_s, self.damage.first_frame, self.damage.reason = time_s, at_frame, reason
+            if self._notice is not None:
+                self._notice(f"{where}: {reason}; damaged frames are left out")
+        self._skipping = True
+        self.damage.errors += 1
+        self.damage.left_out += lost
+
+    def _count_missing(self) -> None:
+        """Frames the file should hold beyond those it gave (decoded or lost) in this pass."""
+        expected = self.frame_count
+        if not expected:
+            if self.stream.duration is not None:
+                duration_s = float(self.stream.duration * self.time_base)
+            elif self._container.duration is not None:
+                duration_s = self._container.duration / av.time_base
+            else:
+                return
+            expected = round(duration_s * self.fps)
+            self.damage.missing_exact = False
+        self.damage.missing += max(0, expected - self._pass_seen)
 
     def close(self) -> None:
         self._container.close()
@@ -451,4 +580,4 @@ def open_source(spec: Optional[str], *, size_wh: Optional[tuple[int, int]] = Non
     if size_wh is not None or fps is not None:
         raise SourceError("--input-size and --fps apply to cameras, images and the demo clip; a video file "
                           "plays at its own size and rate (use --size for the processing size)")
-    return VideoFileSource(spec, pace=True, loop=loop)
+    return VideoFileSource(spec, pace=True, loop=loop, damaged="skip", notice=notice)

@@ -6,25 +6,37 @@ packet for packet where the output container can hold the source's audio codec, 
 or the container's own audio codec where AAC is not allowed) where it cannot. Audio is interleaved
 with the video as it is written, not appended at the end.
 
+Every copied audio packet is decoded first: a damaged one (the decoder refuses it or logs an
+error) would stop players decoding the rest of the track, so it stops the write, or with
+``damaged="skip"`` is left out and counted.
+
 Everything goes to a hidden temporary file next to the target, which is renamed onto the target
-only when the file is complete. On an error or Ctrl-C the target is left untouched; with
-``keep_partial`` the temporary file is finalized (a playable file with the frames written so far)
-and kept as ``NAME.partial.EXT``.
+only when the file is complete. On an error, Ctrl-C, SIGTERM or SIGHUP the target is left
+untouched; with ``keep_partial`` the temporary file is finalized (a playable file with the frames
+written so far) and kept as ``NAME.partial.EXT``. A temporary file whose process is gone (SIGKILL)
+is removed by the next ``check_output`` for the same target. Every failed write, a full disk
+first, is one sentence (``write_error``).
 
 ``Recorder`` builds on it for live recording: the video plus the α track as performed
 (``NAME.keyframes.yaml``), which ``dynastream render --keyframes`` replays on the original file.
 """
 
+import errno
+import glob
+import io
 import os
+import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import av
 import numpy as np
 
 from nets.errors import DynastreamError
+from stream import avlog, signals
+from stream.avlog import DamagePolicy
 from stream.keyframes import Track
 from stream.ring import Frame
 
@@ -52,6 +64,7 @@ PRESETS = {"libx264": X264_PRESETS, "libx264rgb": X264_PRESETS, "libx265": X264_
            "libsvtav1": None, "h264_nvenc": None, "hevc_nvenc": None}   # None: the encoder checks
 LOSSLESS_PIX_FMTS = ("rgb24", "bgr0", "gbrp", "bgra", "rgba")
 SUGGESTED_CODECS = "libx264, libx265, libvpx-vp9, libsvtav1, mpeg4, ffv1, png"
+VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".webm")   # the containers that keep timestamps and audio as given
 _AVFMT_TS_NEGATIVE = 0x40000   # libavformat: the format can store negative timestamps
 
 
@@ -74,10 +87,44 @@ def keyframes_path(target: PathLike) -> Path:
     return target.with_name(f"{target.stem}.keyframes.yaml")
 
 
-def check_output(target: PathLike, inputs: Sequence[PathLike] = (), folder_ok: bool = False) -> Path:
+def remove_stale_temps(target: PathLike, notice: Optional[Callable[[str], None]] = None) -> list[Path]:
+    """Remove the temporary files (or folders) of ``target`` that runs which no longer exist left
+    behind (SIGKILL, a power cut), each told to ``notice``. Those of live processes stay."""
+    target = Path(target)
+    pattern = f".{glob.escape(target.stem)}.tmp-*{glob.escape(target.suffix)}"
+    removed = []
+    for path in target.parent.glob(pattern):
+        pid_text = path.name[len(target.stem) + 6:len(path.name) - len(target.suffix)]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _process_exists(int(pid_text)):
+            continue
+        try:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        except FileNotFoundError:
+            continue    # another run just removed it
+        except OSError:
+            continue    # not ours to remove; it stays, as before
+        removed.append(path)
+        if notice is not None:
+            notice(f"removed {path}, left by an earlier run (process {pid_text}) that did not finish")
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # another user's process
+        return True
+    return True
+
+
+def check_output(target: PathLike, inputs: Sequence[PathLike] = (), folder_ok: bool = False,
+                 notice: Optional[Callable[[str], None]] = None) -> Path:
     """Refuse, before any work, an output that could not be written or would overwrite an input.
     The folder is probed by creating (and removing) the temporary file, which also catches
-    read-only and pseudo file systems that ``os.access`` reports as writable to root."""
+    read-only and pseudo file systems that ``os.access`` reports as writable to root. Temporary
+    files that a killed earlier run left for this target are removed, each told to ``notice``."""
     target = Path(target)
     for source in inputs:
         if _same_path(target, Path(source)):
@@ -98,6 +145,7 @@ def check_output(target: PathLike, inputs: Sequence[PathLike] = (), folder_ok: b
         pass   # a leftover of this very process; it is overwritten
     except OSError as e:
         raise WriterError(f"cannot write to the output folder {folder} ({e.strerror or e})") from None
+    remove_stale_temps(target, notice)
     return target
 
 
@@ -115,6 +163,53 @@ def _reason(e: Exception) -> str:
     return text.strip().rstrip(".").split("\n")[0]
 
 
+def mount_point(path: PathLike) -> Path:
+    """The mount point of the file system that holds (or would hold) ``path``."""
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def write_error(e: OSError, target: PathLike) -> WriterError:
+    """One sentence for a failed write; a full disk names the file system it filled."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return WriterError(f"no space left on {mount_point(target)} while writing {target}")
+    return WriterError(f"cannot write {target} ({_reason(e)})")
+
+
+def write_bytes_atomic(target: PathLike, data: bytes, shown_as: Optional[PathLike] = None) -> Path:
+    """Write ``data`` to a temporary file next to ``target``, flush it to the disk (a full disk can
+    surface only there) and rename it onto ``target``; on any error or signal the temporary file is
+    removed and ``target`` left as it was. Errors name ``shown_as`` (default ``target``)."""
+    target = Path(target)
+    tmp = temp_path(target)
+    signals.graceful()
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as e:
+        _unlink(tmp)
+        raise write_error(e, shown_as or target) from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return target
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _unlink(path: Path) -> None:
     try:
         path.unlink()
@@ -123,6 +218,37 @@ def _unlink(path: Path) -> None:
 
 
 # -- video ---------------------------------------------------------------------------------------
+
+def check_video_name(target: PathLike) -> Path:
+    """Refuse an output name whose extension is not one of the video containers written here."""
+    target = Path(target)
+    suffix = target.suffix.lower()
+    if suffix in VIDEO_EXTS:
+        return target
+    what = target.suffix if suffix else f"{target.name} (no extension)"
+    hint = "; for a GIF, render to .mp4 and convert that (e.g. with ffmpeg)" if suffix == ".gif" else ""
+    raise WriterError(f"videos are written as {', '.join(VIDEO_EXTS[:-1])} or {VIDEO_EXTS[-1]} files, "
+                      f"not {what}{hint}")
+
+
+def _muxer_takes(format_name: str, stream) -> bool:
+    """Whether the muxer ``format_name`` starts a file holding only a video stream like ``stream``
+    (tried in memory; nothing is encoded)."""
+    probe = av.open(io.BytesIO(), "w", format=format_name)
+    try:
+        s = probe.add_stream(stream.codec_context.name, rate=stream.average_rate)
+        s.width, s.height, s.pix_fmt = stream.width, stream.height, stream.pix_fmt
+        s.codec_context.time_base = stream.codec_context.time_base
+        probe.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    finally:
+        try:
+            probe.close()
+        except (av.error.FFmpegError, ValueError, OSError):
+            pass
+
 
 def video_encoder(name: str) -> av.Codec:
     try:
@@ -165,6 +291,15 @@ def _codec_options(codec: av.Codec, options: VideoOptions) -> dict:
     return out
 
 
+def encoder_rate(codec_name: str, source_rate: int) -> int:
+    """The sample rate to encode at: the source's, or where the encoder cannot take it (Opus: only
+    48 kHz and fractions of it) the nearest rate above it (PyAV's encoder resamples the frames)."""
+    rates = sorted(av.Codec(codec_name, "w").audio_rates or ())
+    if not rates or source_rate in rates:
+        return source_rate
+    return next((r for r in rates if r >= source_rate), rates[-1])
+
+
 class VideoWriter:
     """Encodes frames of one size into ``target``; ``pts`` are in ``time_base`` units.
 
@@ -174,10 +309,16 @@ class VideoWriter:
 
     def __init__(self, target: PathLike, width: int, height: int, *, rate: Union[Fraction, float],
                  time_base: Fraction, options: VideoOptions = VideoOptions(),
-                 audio_from: Optional[PathLike] = None, keep_partial: bool = False):
+                 audio_from: Optional[PathLike] = None, keep_partial: bool = False,
+                 damaged: DamagePolicy = "stop"):
         self.target = Path(target)
         self.temp = temp_path(self.target)
+        signals.graceful()               # a stop signal from now on removes (or keeps) the temp file
         self.keep_partial = keep_partial
+        self.damaged = damaged           # a damaged audio packet of audio_from: stop, or leave it out
+        self.audio_left_out = 0
+        self.partial_error = ""          # why keep_partial could not keep the frames written
+        self._audio_name = Path(audio_from).name if audio_from is not None else ""
         self.time_base = Fraction(time_base)
         self.frames = 0
         self._last_pts: Optional[int] = None
@@ -195,23 +336,20 @@ class VideoWriter:
             raise
 
     def _open(self, width, height, rate, options, audio_from) -> None:
+        check_video_name(self.target)
         if options.codec is not None:
             video_encoder(options.codec)   # an unknown codec is named before anything is created
         try:
             self._container = av.open(str(self.temp), "w")
-        except ValueError:
-            raise WriterError(f"cannot tell a video format from the name {self.target.name} "
-                              "(use an extension such as .mp4, .mkv, .mov or .webm)") from None
         except OSError as e:
-            raise WriterError(f"cannot write {self.target} ({_reason(e)})") from None
+            raise write_error(e, self.target) from None
         supported = self._container.supported_codecs
         fmt = self._container.format
         name = options.codec or ("libx264" if "libx264" in supported else self._container.default_video_codec)
         codec = video_encoder(name)
         codec_opts = _codec_options(codec, options)
         if codec.name not in supported and codec.canonical_name not in supported:
-            raise WriterError(f"{self.target.suffix or fmt.name} files cannot hold {codec.name} video "
-                              "(.mkv holds almost every codec)")
+            raise self._cannot_hold(name)
         self.pix_fmt = pick_pix_fmt(codec)
         subsampled = self.pix_fmt.startswith(("yuv420", "yuv422", "yuv411", "yuv410", "nv"))
         self.frame_wh = (width, height)
@@ -236,11 +374,23 @@ class VideoWriter:
                               f"settings ({_reason(e)})") from None
         try:
             self._container.start_encoding()
+        except OSError as e:
+            raise write_error(e, self.target) from None
         except (av.error.FFmpegError, ValueError) as e:
-            raise WriterError(f"cannot start writing {self.target.name} with audio {', '.join(self.audio_mode)} "
-                              f"({_reason(e)})") from None
+            # The container's codec list is a hint: MOV lists VP9, then refuses it here. Tell
+            # whether the video or the audio is what it refuses.
+            if not _muxer_takes(fmt.name, self._video):
+                raise self._cannot_hold(name) from None
+            raise WriterError(f"{self.target.suffix} files cannot hold the audio of {audio_from} "
+                              f"({', '.join(self.audio_mode)}: {_reason(e)})") from None
+
+    def _cannot_hold(self, codec_name: str) -> WriterError:
+        hint = "" if self.target.suffix.lower() == ".mkv" else " (.mkv holds almost every codec)"
+        return WriterError(f"{self.target.suffix} files cannot hold {codec_name} video; choose another --codec"
+                           f"{hint}")
 
     def _open_audio(self, path, supported) -> None:
+        avlog.install()
         try:
             self._audio_in = av.open(str(path))
         except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -252,7 +402,7 @@ class VideoWriter:
                 self._audio[s.index] = (self._container.add_stream_from_template(s), False)
             else:
                 target = "aac" if "aac" in supported else self._container.default_audio_codec
-                out = self._container.add_stream(target, rate=s.codec_context.sample_rate)
+                out = self._container.add_stream(target, rate=encoder_rate(target, s.codec_context.sample_rate))
                 layout = s.codec_context.layout
                 # "2 channels" (no channel order) is refused by encoders: use the default order
                 out.layout = f"{layout.nb_channels}c" if layout.name.endswith("channels") else layout
@@ -292,8 +442,11 @@ class VideoWriter:
         # reused frame could still be referenced by an encoder that buffers frames.
         vf = av.VideoFrame.from_ndarray(src, format="rgb24")
         vf.pts, vf.time_base = pts, self.time_base
-        for packet in self._video.encode(vf):
-            self._mux_video(packet)
+        try:
+            for packet in self._video.encode(vf):
+                self._mux_video(packet)
+        except OSError as e:      # PyAV's errno errors are OSErrors too: a full disk, an I/O error
+            raise write_error(e, self.target) from None
         self.frames += 1
 
     def _mux_video(self, packet) -> None:
@@ -303,14 +456,46 @@ class VideoWriter:
         self._container.mux(packet)
 
     def _next_audio_packet(self):
-        for packet in self._audio_packets:
+        while True:
+            with avlog.Capture() as log:
+                try:
+                    packet = next(self._audio_packets, None)
+                except (av.error.FFmpegError, OSError, ValueError) as e:
+                    self._audio_damaged(None, _reason(e))
+                    return None
+            if log.lines:    # the demuxer skipped bytes: the packets it still gives are checked one by one
+                self._audio_damaged(packet, log.lines[0], lost=False)
+            if packet is None:
+                return None
             if packet.dts is None or packet.size == 0:    # demuxer flush packets
                 continue
             if self._drop_before_zero and packet.pts is not None and packet.duration and \
                     packet.pts + packet.duration <= 0:
                 continue
             return packet
-        return None
+
+    def _decode_audio(self, packet) -> Optional[list]:
+        """The packet's audio frames; None for a damaged packet (which is then not written: copied
+        as is, it would stop players decoding the rest of the track)."""
+        failed = ""
+        with avlog.Capture() as log:
+            try:
+                frames = packet.decode()
+            except (av.error.FFmpegError, ValueError) as e:
+                failed = _reason(e)
+        if failed or log.lines:
+            self._audio_damaged(packet, failed or log.lines[0])
+            return None
+        return frames
+
+    def _audio_damaged(self, packet, reason: str, lost: bool = True) -> None:
+        """Stop at damage in the audio, or count the packet ``lost`` (not written)."""
+        at = f" at {float(packet.pts * packet.time_base):.1f} s" if packet is not None and packet.pts is not None else ""
+        if self.damaged == "stop":
+            raise WriterError(f"the audio of {self._audio_name} is damaged{at}: {reason}; --skip-damaged renders "
+                              "it without the damaged audio")
+        if packet is not None and lost:
+            self.audio_left_out += 1
 
     def _mux_audio_until(self, time_s: Optional[float]) -> None:
         while self._pending is not None:
@@ -318,11 +503,12 @@ class VideoWriter:
             if time_s is not None and float(packet.dts * packet.time_base) > time_s:
                 return
             out_stream, encode = self._audio[packet.stream_index]
-            if encode:
-                for af in packet.decode():
+            frames = self._decode_audio(packet)
+            if frames is not None and encode:
+                for af in frames:
                     for out_packet in out_stream.encode(af):
                         self._container.mux(out_packet)
-            else:
+            elif frames is not None:
                 packet.stream = out_stream
                 self._container.mux(packet)
             self._pending = self._next_audio_packet()
@@ -346,7 +532,11 @@ class VideoWriter:
         try:
             self._finish(all_audio=True)
             self._close_quietly()
+            _fsync(self.temp)      # a full disk can surface only here, and the rename must not outrun the data
             os.replace(self.temp, self.target)
+        except OSError as e:
+            self.abort()
+            raise write_error(e, self.target) from None
         except BaseException:
             self.abort()
             raise
@@ -366,8 +556,8 @@ class VideoWriter:
                 partial = partial_path(self.target)
                 os.replace(self.temp, partial)
                 return partial
-            except Exception:
-                pass
+            except Exception as e:   # e.g. the disk is full: finishing the file needs room too
+                self.partial_error = _reason(e)
         self._close_quietly()
         _unlink(self.temp)
         return None
@@ -405,9 +595,10 @@ class Recorder:
 
     def __init__(self, target: PathLike, width: int, height: int, sites: Sequence[str], *,
                  fps: float = 30.0, options: VideoOptions = VideoOptions(), keep_partial: bool = False,
-                 time_base: Fraction = Fraction(1, 90000)):
-        self.target = check_output(target)
+                 time_base: Fraction = Fraction(1, 90000), notice: Optional[Callable[[str], None]] = None):
+        self.target = check_output(check_video_name(target), notice=notice)
         self.keyframes = keyframes_path(self.target)
+        remove_stale_temps(self.keyframes, notice)
         self.sites = tuple(sites)
         self._writer = VideoWriter(self.target, width, height, rate=Fraction(fps).limit_denominator(1001),
                                    time_base=time_base, options=options, keep_partial=keep_partial)
@@ -448,6 +639,10 @@ class Recorder:
             self.track().save(tmp)
             self._writer.close()
             os.replace(tmp, self.keyframes)
+        except OSError as e:
+            self._writer.abort()
+            _unlink(tmp)
+            raise write_error(e, self.keyframes) from None
         except BaseException:
             self._writer.abort()
             _unlink(tmp)

@@ -19,14 +19,16 @@ def pattern_frame(index: int, height: int, width: int) -> np.ndarray:
 
 def make_video(path: Path, n_frames: int = 12, width: int = 64, height: int = 48, fps: int = 24,
                codec: str = "libx264", audio: bool = False, pts_ms: Optional[Sequence[int]] = None,
-               sample_rate: int = 48000, audio_codec: str = "aac") -> list[np.ndarray]:
+               sample_rate: int = 48000, audio_codec: str = "aac", faststart: bool = False) -> list[np.ndarray]:
     """Write a clip and return the RGB frames that went in. ``pts_ms`` gives explicit
-    (variable-frame-rate) timestamps in milliseconds; otherwise frames are 1/fps apart."""
+    (variable-frame-rate) timestamps in milliseconds; otherwise frames are 1/fps apart.
+    ``faststart``: an MP4's index at the front, as for streaming."""
     frames = [pattern_frame(i, height, width) for i in range(n_frames)]
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p" if codec in ("libx264", "mpeg4") else ("rgb24" if codec == "png" else "yuv444p")
+        stream.pix_fmt = ("yuv420p" if codec in ("libx264", "mpeg4", "libvpx-vp9")
+                          else ("rgb24" if codec == "png" else "yuv444p"))
         if pts_ms is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         a_stream = None
@@ -90,3 +92,36 @@ def audio_info(path: Path) -> list[tuple[str, int, int]]:
             samples = sum(f.samples for f in container.decode(stream))
             out.append((stream.codec_context.name, stream.codec_context.sample_rate, samples))
     return out
+
+
+def cut(src: Path, dst: Path, fraction: float) -> Path:
+    """The first ``fraction`` of a file's bytes, as a download that stopped."""
+    data = src.read_bytes()
+    dst.write_bytes(data[:int(len(data) * fraction)])
+    return dst
+
+
+def flip_bytes(src: Path, dst: Path, n: int = 200, seed: int = 0, span: int = 10_000) -> Path:
+    """``n`` bytes inverted at random within ``span`` bytes around the middle of the file."""
+    data = bytearray(src.read_bytes())
+    mid = len(data) // 2
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(np.arange(max(0, mid - span // 2), min(len(data), mid + span // 2)), n, replace=False):
+        data[i] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def audio_decode_errors(path: Path) -> tuple[int, int]:
+    """(audio packets, packets that fail to decode) over every audio stream."""
+    packets = errors = 0
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.audio):
+            if packet.size == 0:
+                continue
+            packets += 1
+            try:
+                packet.decode()
+            except av.error.FFmpegError:
+                errors += 1
+    return packets, errors

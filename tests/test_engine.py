@@ -117,6 +117,26 @@ def test_backends_match_the_net(backend):
     assert np.abs(engine.run(frames[1:2], ALPHAS[1:2]).astype(int) - ref[1:2].astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("backend", ["eager", "onnxruntime"])
+@pytest.mark.parametrize("out_wh", [(1, 1), (2, 2), (4, 3), (64, 4)])
+def test_frames_below_the_nets_smallest_size_are_padded_and_cropped_back(backend, out_wh):
+    pytest.importorskip("onnxruntime") if backend == "onnxruntime" else None
+    net = nets.load("untrained:lite")
+    w, h = out_wh
+    frames = [pattern_frame(i, 40, 56) for i in range(2)]
+    engine = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", size_wh=out_wh, max_batch=2,
+                                                              backend=backend), (40, 56))
+    out = engine.run(frames, ALPHAS[:2])
+    assert out.shape == (2, h, w, 3)
+    x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    x = torch.nn.functional.pad(x, (0, max(0, 5 - w), 0, max(0, 5 - h)), mode="replicate")
+    with torch.no_grad():
+        y = net(x, torch.from_numpy(ALPHAS[:2]))[..., :h, :w]
+    ref = (y.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
 def test_compiled_engine_matches_and_never_recompiles_for_alpha():
     from torch._dynamo.utils import counters
 

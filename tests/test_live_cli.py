@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.media import make_video
@@ -39,6 +40,17 @@ def test_demo_runs_headless_for_60_frames_with_nothing_outside_the_package(tmp_p
     out = proc.stdout.splitlines()
     assert "lite-elephants-strength" in out[0] and out[-1].startswith("live: 60 frames shown")
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("args", [["--source", "tiny.png"], ["--source", "tiny.png", "--size", "2x2"],
+                                  ["--source", "demo", "--size", "1x1"]])
+def test_tiny_frames_run_live(tmp_path, args):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "tiny.png"), np.full((1, 1, 3), 128, np.uint8))
+    proc = live("--headless", "--frames", "3", *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "live: 3 frames shown" in proc.stdout and "Traceback" not in proc.stderr
 
 
 def test_no_source_falls_back_to_the_demo_and_midi_without_a_device_warns(tmp_path):

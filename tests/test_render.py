@@ -109,6 +109,24 @@ def test_size_and_scale(tmp_path):
     assert render(src, tmp_path / "odd.mkv", RenderConfig(size_wh=(33, 25), video=FFV1)).size_wh == (33, 25)
 
 
+@pytest.mark.parametrize("side", [1, 2, 4])
+def test_tiny_images_videos_and_scales_render_at_their_own_size(tmp_path, side):
+    import cv2
+
+    image = tmp_path / "tiny.png"
+    cv2.imwrite(str(image), pattern_frame(0, side, side))
+    render(image, tmp_path / "tiny_out.png", RenderConfig())
+    assert cv2.imread(str(tmp_path / "tiny_out.png")).shape == (side, side, 3)
+    video = tmp_path / "tiny.mkv"
+    make_video(video, n_frames=3, width=side, height=side, codec="ffv1")
+    assert render(video, tmp_path / "tiny_out.mkv", RenderConfig(video=FFV1)).size_wh == (side, side)
+    assert len(read_frames(tmp_path / "tiny_out.mkv")[0]) == 3
+    big = tmp_path / "big.mp4"
+    make_video(big, n_frames=2)
+    stats = render(big, tmp_path / "scaled.mp4", RenderConfig(scale=side / 64))   # 64x48 -> side x ~side
+    assert stats.frames == 2 and read_frames(tmp_path / "scaled.mp4")[0][0].shape[1] == side + side % 2
+
+
 class Boom(RuntimeError):
     pass
 
@@ -300,6 +318,9 @@ def error_cases(tmp_path):
         "output is input": ([good, "-o", good], "is the input"),
         "bad keyframes": ([good, "-o", out, "--keyframes", bad_keys], "bad.yaml: line 3 .*outside the model's range"),
         "unknown codec": ([good, "-o", out, "--codec", "h266"], "unknown video codec 'h266'"),
+        "gif output": ([good, "-o", tmp_path / "out.gif"], "not .gif; for a GIF, render to .mp4"),
+        "codec that does not fit": ([good, "-o", tmp_path / "out.webm", "--codec", "libx264"],
+                                    r"\.webm files cannot hold libx264 video; choose another --codec"),
         "unknown model": ([good, "-o", out, "--model", "nosuch"], "no model named 'nosuch'"),
     }
 

@@ -10,7 +10,7 @@ from stream.keyframes import load_track
 from stream.ring import FrameRing
 from stream.sources import VideoFileSource
 from stream.writer import Recorder, VideoOptions, VideoWriter, check_output, partial_path
-from tests.media import audio_info, make_video, pattern_frame, read_frames
+from tests.media import audio_decode_errors, audio_info, make_video, pattern_frame, read_frames
 
 SITES = ("res3_in", "up1_in", "out_in")
 VFR_MS = [0, 40, 50, 120, 200, 210, 300, 330, 400, 440]
@@ -65,6 +65,20 @@ def test_audio_reencoded_to_aac_where_the_container_cannot_hold_it(tmp_path):
     assert len(read_frames(tmp_path / "out.mp4")[0]) == 12
 
 
+def test_webm_from_a_44k_source_resamples_to_48k_for_opus(tmp_path):
+    src = tmp_path / "44k.mp4"
+    make_video(src, n_frames=24, audio=True, sample_rate=44100)
+    (_, rate_in, n_in), = audio_info(src)
+    writer = transcode(src, tmp_path / "out.webm")
+    assert rate_in == 44100 and writer.audio_mode == ["re-encode libopus"]
+    writer.close()
+    (codec, rate, n), = audio_info(tmp_path / "out.webm")
+    assert (codec, rate) == ("opus", 48000)
+    assert abs(n / rate - n_in / rate_in) < 0.03            # the same duration, every packet decodes
+    assert audio_decode_errors(tmp_path / "out.webm")[1] == 0
+    assert len(read_frames(tmp_path / "out.webm")[0]) == 24
+
+
 def test_lossless_codec_is_exact_and_odd_sizes_are_padded(tmp_path):
     frames = [pattern_frame(i, 47, 65) for i in range(4)]
     frames[1][10:20, 10:20] = [255, 0, 0]    # a hard edge that a lossy codec would blur
@@ -117,7 +131,13 @@ def test_timestamps_must_increase(tmp_path):
     ("o.mp4", VideoOptions("bogus"), "unknown video codec 'bogus'"),
     ("o.mp4", VideoOptions("aac"), "not a video codec"),
     ("o.webm", VideoOptions("ffv1"), "cannot hold ffv1"),
-    ("o.notaformat", VideoOptions(), "cannot tell a video format"),
+    ("o.webm", VideoOptions("h264"), r"\.webm files cannot hold h264 video; choose another --codec"),
+    ("o.mov", VideoOptions("libvpx-vp9"), "mov files cannot hold libvpx-vp9 video"),   # listed, then refused
+    ("o.mkv", VideoOptions("rawvideo"), r"\.mkv files cannot hold rawvideo video; choose another --codec$"),
+    ("o.notaformat", VideoOptions(), r"videos are written as \.mp4, \.mkv, \.mov or \.webm files, not \.notaformat$"),
+    ("o.gif", VideoOptions(), "not .gif; for a GIF, render to .mp4 and convert that"),
+    ("o.avi", VideoOptions("mpeg4"), "not .avi$"),
+    ("noextension", VideoOptions(), r"not noextension \(no extension\)"),
     ("o.mp4", VideoOptions(preset="warp"), "unknown preset 'warp'"),
     ("o.mkv", VideoOptions("png", crf=10), "takes no --crf"),
     ("o.mkv", VideoOptions("ffv1", preset="fast"), "takes no --preset"),
@@ -126,6 +146,15 @@ def test_writer_errors_create_no_file(tmp_path, name, options, match):
     with pytest.raises(DynastreamError, match=match):
         VideoWriter(tmp_path / name, 16, 16, rate=24, time_base=Fraction(1, 24), options=options)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_video_codec_is_named_as_such_even_with_audio(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_video(src, n_frames=2, audio=True)
+    with pytest.raises(DynastreamError, match=r"\.mov files cannot hold libvpx-vp9 video"):
+        VideoWriter(tmp_path / "o.mov", 16, 16, rate=24, time_base=Fraction(1, 24),
+                    options=VideoOptions("libvpx-vp9"), audio_from=src)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
 def test_check_output(tmp_path):
