@@ -32,14 +32,14 @@ def test_damage_stops_the_render_in_one_sentence_and_keep_partial_keeps_every_re
         tmp_path, capsys, damaged, name):
     src, _ = damaged[name]
     out = tmp_path / f"out{src.suffix}"
-    code = main(["render", str(src), "-o", str(out)])
+    code = main(["render", str(src), "-o", str(out), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert re.match(rf"dynastream: error: {re.escape(str(src))} is damaged at \d+\.\d s \(frame \d+\): .+; "
                     "--skip-damaged renders it without the damaged frames$", err), err
     assert list(tmp_path.iterdir()) == []
 
-    code = main(["render", str(src), "-o", str(out), "--keep-partial", "--batch", "2"])
+    code = main(["render", str(src), "-o", str(out), "--keep-partial", "--batch", "2", "--quiet"])
     err = capsys.readouterr().err.strip()
     at_frame = int(re.search(r"\(frame (\d+)\)", err).group(1))
     kept = int(re.search(r"the (\d+) frames rendered before are kept in", err).group(1))

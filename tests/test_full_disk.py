@@ -90,11 +90,11 @@ def test_a_full_disk_is_one_sentence_and_leaves_nothing(tmp_path, capsys, small_
     target = {"ffv1": mnt / "out.mkv", "image": mnt / "out.png", "folder": mnt / "styled",
               "generate": mnt / "grid.png"}.get(case, mnt / "out.mp4")
     args = {
-        "ffv1": ["render", clip, "-o", target, "--codec", "ffv1"],
-        "x264": ["render", clip, "-o", target, "--crf", "0"],
-        "x264 keep-partial": ["render", clip, "-o", target, "--crf", "0", "--keep-partial"],
-        "image": ["render", photo, "-o", target],
-        "folder": ["render", frames, "-o", target],
+        "ffv1": ["render", clip, "-o", target, "--codec", "ffv1", "--quiet"],
+        "x264": ["render", clip, "-o", target, "--crf", "0", "--quiet"],
+        "x264 keep-partial": ["render", clip, "-o", target, "--crf", "0", "--keep-partial", "--quiet"],
+        "image": ["render", photo, "-o", target, "--quiet"],
+        "folder": ["render", frames, "-o", target, "--quiet"],
         "generate": ["generate", make_dcgan(tmp_path / "g.pt"), "-o", target, "--scale", "4"],
     }[case]
     small_disk.fill(48 * 1024 if case.startswith(("ffv1", "x264")) else 4096)

@@ -113,7 +113,7 @@ def test_sigkill_leftovers_are_removed_by_the_next_render_which_says_so(tmp_path
     assert temp.exists(), "SIGKILL cannot be caught: the temporary file stays"
     short = tmp_path / "short.mp4"
     make_video(short, n_frames=3)
-    code = main(["render", str(short), "-o", str(tmp_path / "out.mp4")])
+    code = main(["render", str(short), "-o", str(tmp_path / "out.mp4"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 0
     assert err.strip().splitlines() == [f"dynastream: removed {temp}, left by an earlier run (process {proc.pid}) "
