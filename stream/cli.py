@@ -4,6 +4,7 @@ fast and Ctrl-C, SIGTERM or SIGHUP during start-up end the command cleanly too."
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -69,7 +70,7 @@ _LIVE_FLAGS = ("source", "model", "device", "precision", "backend", "size", "sca
 
 def run_live(args: argparse.Namespace) -> int:
     from stream.config import load_live_config
-    from stream.live import run_live as run
+    from stream.live import LivePipeline
 
     if args.midi_list:
         from stream.controls import list_midi_inputs
@@ -83,7 +84,14 @@ def run_live(args: argparse.Namespace) -> int:
         if value is not None:
             overrides[key] = (value, "--" + key.replace("_", "-"))
     config = load_live_config(args.config, overrides)
-    run(config)
+    pipeline = LivePipeline(config)
+    pipeline.run()
+    if pipeline.compiling:
+        # Everything is written and reported; what is left is inductor's worker pool, whose exit
+        # handler waits for the compile in flight (about a second here). q means quit now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -379,6 +379,11 @@ class LivePipeline:
         self._loader = threading.Thread(target=self._compile, args=(net, name), name="compiler", daemon=True)
         self._loader.start()
 
+    @property
+    def compiling(self) -> bool:
+        """The background compile is still running (the run may have ended before it)."""
+        return bool(getattr(self.engine, "compile_pending", False)) and self._loader is not None and self._loader.is_alive()
+
     def _compile(self, net, name: str) -> None:
         prepared = self.engine.prepare(net)
         seconds = time.perf_counter() - self._compile_started

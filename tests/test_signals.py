@@ -3,9 +3,11 @@ temporary file left, a live take finished), SIGKILL's leftovers are removed by t
 the same target, and a signal during start-up ends the command in one line."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -73,10 +75,15 @@ def test_render_cleans_up_on_each_stop_signal(tmp_path, long_clip, sig):
 
 def test_render_keep_partial_on_sigterm_keeps_what_was_rendered(tmp_path, long_clip):
     proc = start("render", long_clip, "-o", "out.mp4", "--keep-partial", *SLOW, cwd=tmp_path)
-    wait_for(lambda: temp_of(proc, tmp_path).exists(), proc)
-    time.sleep(1.0)
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    # the progress bar says when frames were rendered (a loaded machine may take seconds for the first)
+    wait_for(lambda: re.search(r"\| *[1-9]\d*/240", "".join(chunks)), proc)
     proc.send_signal(signal.SIGTERM)
-    out, err = finish(proc)
+    proc.wait(timeout=90)
+    reader.join(timeout=10)
+    err = "".join(chunks).replace("\r", "\n")
     assert proc.returncode == 143 and "Traceback" not in err, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("dynastream: render stopped by SIGTERM; the ") and last.endswith("kept in out.partial.mp4")
