@@ -89,7 +89,7 @@ def _gpu_bench(model: str) -> tuple[BenchRun, ...]:
 
 
 REAL = Plan(
-    dry=False, budget_s=540, reserve_s=15, grace_s=20,
+    dry=False, budget_s=540, reserve_s=15, grace_s=10,
     steps={"env": (0, 90), "tests": (20, 75), "bench": (45, 210), "render": (30, 100), "train": (60, 10_000)},
     device="cuda", sizes="1920x1080,1280x720", batches="1,4,8",
     bench=tuple(r for pair in zip(_gpu_bench("untrained:paper"), _gpu_bench("untrained:lite")) for r in pair),
@@ -331,7 +331,7 @@ class Check:
         counts = folder / "frames.json"
         written = [folder / r["output"] for r in rows if r["returncode"] == 0]
         if written:
-            self.py("render-verify", [str(Path(__file__)), "--count-frames", counts, *written], deadline + 10)
+            self.py("render-verify", [str(Path(__file__)), "--count-frames", counts, *written], deadline + 5)
         found = json.loads(counts.read_text()) if counts.is_file() else {}
         for row in rows:
             counted = found.get(row["output"]) or {}
@@ -546,7 +546,7 @@ class Unavailable(Exception):
 # --- helpers ---------------------------------------------------------------------------------------
 
 def _stop_group(proc: subprocess.Popen, grace_s: float) -> None:
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -932,8 +932,7 @@ def pack(args: argparse.Namespace) -> int:
                 tf.add(p, arcname=p.name)
         _pack_lossnet(Path(args.loss_net) if args.loss_net else None, CARRY / "lossnet", say)
         _pack_data(Path(args.data) if args.data else REPO / "data" / "demo", CARRY / "data", tmp, say)
-    carried = _tree_bytes(CARRY)
-    tree = _working_tree_bytes() - carried      # an untracked .gpu-carry/ not yet ignored counts once
+    tree, carried = _working_tree_bytes(), _tree_bytes(CARRY)
     total = tree + carried
     for p in sorted(CARRY.iterdir()):
         say(f"  .gpu-carry/{p.name}: {_tree_bytes(p) / 2**20:.1f} MiB")
@@ -998,9 +997,11 @@ def _tree_bytes(path: Path) -> int:
 
 
 def _working_tree_bytes() -> int:
+    """What a device call sends without ``carry``: tracked and untracked, not ignored files (not .gpu-carry/)."""
     listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             capture_output=True, check=True).stdout.split(b"\0")
-    return sum((REPO / os.fsdecode(p)).stat().st_size for p in listed if p and (REPO / os.fsdecode(p)).is_file())
+    paths = [REPO / os.fsdecode(p) for p in listed if p]
+    return sum(p.stat().st_size for p in paths if p.is_file() and CARRY not in p.parents)
 
 
 # --- main ------------------------------------------------------------------------------------------
