@@ -1,5 +1,5 @@
 """CUDA paths besides the engine's graphs and copy streams (tests/test_engine.py): the engine without
-graphs, AMP style training, the Dynamic DCGAN generator in fp16, NVENC encoding. Skipped without a
+graphs, resizing in fp16, AMP style training, the Dynamic DCGAN generator in fp16, NVENC encoding. Skipped without a
 CUDA GPU; scripts/gpu-check runs them on the device machine (pytest -k cuda)."""
 
 import json
@@ -29,6 +29,20 @@ def test_cuda_eager_engine_without_graphs_matches_the_cpu_net():
     assert not gpu.info()["cuda_graphs"]
     d = np.abs(cpu.astype(int) - gpu.run(frames, alpha).astype(int))
     assert d.mean() < 1.0 and d.max() <= 8       # cuDNN runs fp32 convolutions in TF32 by default
+
+
+def test_cuda_fp16_graphed_engine_resizes_like_the_cpu():
+    from stream.engine import Engine
+
+    net = nets.load("untrained:lite")
+    frames = [pattern_frame(i, 96, 128) for i in range(2)]
+    alpha = np.full((2, 3), 0.5, np.float32)
+    config = dict(max_batch=2, size_wh=(80, 60))              # antialiased bilinear, in fp16 on the GPU
+    cpu = Engine(net, EngineConfig(device="cpu", **config), (96, 128)).run(frames, alpha).copy()
+    gpu = Engine(net, EngineConfig(device="cuda", **config), (96, 128))
+    assert gpu.info()["cuda_graphs"] and gpu.info()["dtype"] == "float16"
+    d = np.abs(cpu.astype(int) - gpu.run(frames, alpha).astype(int))
+    assert cpu.shape == (2, 60, 80, 3) and d.mean() < 1.5 and d.max() <= 12
 
 
 def test_cuda_amp_style_training_records_its_precision_and_stays_finite(tmp_path):
