@@ -47,6 +47,7 @@ class BenchConfig:
     repeats: int = 5             # runs per measurement; medians over runs
     warmup: int = 5              # untimed calls first
     threads: Optional[int] = None
+    cuda_graphs: bool = True     # CUDA: replay each engine step as a graph (False: eager launches)
     baseline: bool = True
     pipeline: bool = True
     pipeline_frames: int = 120
@@ -221,7 +222,7 @@ def bench_engine(net: DynamicNet, device: str, backend: str, precision: str, siz
     dev = pick_device(device)
     with MemoryWindow(dev) as mem:
         engine = Engine(net, EngineConfig(device=device, precision=precision, max_batch=batch, backend=backend,
-                                          threads=cfg.threads), (h, w))
+                                          threads=cfg.threads, cuda_graphs=cfg.cuda_graphs), (h, w))
         frames = sample_frames(4, h, w)
         n_calls = cfg.frames + cfg.warmup
         changing = alpha_sequence(n_calls, batch, engine.n_sites, net.alpha_range)

@@ -344,6 +344,10 @@ class Engine:
             self._build_ort(prepared)
         if self._cuda and self.config.cuda_graphs:
             self._capture(prepared, scratch_in, scratch_alpha)
+        elif self._cuda:
+            # The weights were converted (dtype, channels_last) and the slots zeroed by kernels on
+            # this thread's current stream; the engine's own streams do not wait for that stream.
+            torch.cuda.current_stream(self.device).synchronize()
         prepared.setup_s = time.perf_counter() - started
         return prepared
 
