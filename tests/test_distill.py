@@ -13,7 +13,7 @@ import nets
 from tests import teachers as tiny
 from train import teacher_cache
 from train.config import ConfigError, apply_sets, from_dict, load_config
-from train.data import CropDataset, load_style_image
+from train.data import CropDataset, generated_content, load_style_image
 from train.distill import TeacherObjectiveConfig, TeacherTarget
 from train.session import Interrupted
 from train.style import ObjectiveConfig, StyleTrainConfig, train
@@ -172,7 +172,7 @@ def test_sub_crops_of_input_and_target_are_aligned():
     assert len(seen) > 1, "the sub-crop position follows the seed"
 
 
-# --- training -----------------------------------------------------------------------------
+# --- training and eval -----------------------------------------------------------------------
 
 def dual_config(teacher_dir: Path, tmp_path: Path) -> StyleTrainConfig:
     """A dual strength model: main at strength 0, higher at strength 1 (with the VGG terms), lower
@@ -216,3 +216,28 @@ def test_two_phase_dual_training_against_teachers_resumes_and_writes_a_loadable_
     with torch.no_grad():
         x = load_style_image("generated:waves", 32)
         assert not torch.equal(net(x, 0.0), net(x, 1.0))
+
+
+def test_eval_against_the_teacher_reports_the_net_next_to_the_blend(trained, teacher_dir, tmp_path, capsys):
+    from stream.cli import main
+
+    images = tmp_path / "held"
+    images.mkdir()
+    for i in range(2):
+        generated_content(i, 40).save(images / f"{i}.png")
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(trained["path"]), "--images", str(images), "--alphas=-1,-0.5,0,0.5,1",
+                 "--size", "32", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "PSNR dB net" in printed and "PSNR dB blend" in printed
+    result = json.loads(out.read_text())
+    assert result["alphas"] == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    psnr_net, psnr_blend = result["student"]["psnr"], result["blend"]["psnr"]
+    assert psnr_net[1] is None, "nothing lies between the main objective and another teacher's"
+    assert psnr_net[2] == psnr_blend[2] and psnr_net[4] == psnr_blend[4], "at the ends the blend is the net"
+    assert all(v > 0 for v in psnr_net[2:]) and psnr_net[3] != psnr_blend[3]
+    assert len(result["student_beats_blend"]["ssim"]) == 1     # alpha 0.5 (-0.5 is not measured)
+    from train.evaluate import EvalError, evaluate_teacher
+
+    with pytest.raises(EvalError, match="up to 32x32"):
+        evaluate_teacher(nets.load(trained["path"]), images, alphas=[0.0], longer_side=64)
