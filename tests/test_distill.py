@@ -75,6 +75,7 @@ def test_an_objective_with_a_teacher_key_is_a_teacher_objective(teacher_dir, tmp
     ({"teacher": "x.onnx", "style": 1}, "belong to the multistyle26 teacher"),
     ({"teacher": "x.onnx", "pixel_weight": 0}, "at least one above 0"),
     ({"teacher": "x.onnx", "bogus": 1}, "unknown key 'objectives.main.bogus'"),
+    ({"teacher": "x.onnx", "perceptual_size": 8}, "perceptual_size must be at least 16"),
 ])
 def test_bad_teacher_objectives_name_the_problem(teacher_dir, tmp_path, objective, message):
     raw = raw_config(teacher_dir, tmp_path)
@@ -181,7 +182,7 @@ def dual_config(teacher_dir: Path, tmp_path: Path) -> StyleTrainConfig:
     arbitrary = {"teacher": "arbitrary", "model_dir": str(teacher_dir), "style_image": STRIPES}
     raw["net"]["mode"] = "dual"
     raw["objectives"] = {"main": dict(arbitrary, strength=0.0),
-                         "higher": dict(arbitrary, perceptual_weight=0.1, texture_weight=0.1),
+                         "higher": dict(arbitrary, perceptual_weight=0.1, texture_weight=0.1, perceptual_size=16),
                          "lower": {"teacher": str(teacher_dir / "invert.onnx"), "gradient_weight": 1}}
     return from_dict(StyleTrainConfig, raw)
 
@@ -208,6 +209,7 @@ def test_two_phase_dual_training_against_teachers_resumes_and_writes_a_loadable_
     objectives, provenance = net.meta["objectives"], net.meta["provenance"]
     assert objectives["main"]["objective"] == "teacher" and objectives["main"]["strength"] == 0.0
     assert set(objectives["higher"]["effective_weights"]) == {"pixel", "perceptual", "texture"}
+    assert objectives["higher"]["perceptual_size"] == 16
     assert objectives["lower"]["teacher"].endswith("invert.onnx")
     assert {c["reused"] for c in provenance["teacher_cache"].values()} == {3}
     records = [json.loads(line) for line in (trained["run"] / "metrics.jsonl").read_text().splitlines()]

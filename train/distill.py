@@ -35,6 +35,8 @@ class TeacherObjectiveConfig:
     perceptual_weight: float = 0.0        # relative L1 of loss-net features at perceptual_layers
     texture_weight: float = 0.0           # relative MSE of per-image Gram matrices at perceptual_layers
     perceptual_layers: tuple[Layer, ...] = ("relu1_2", "relu2_2")
+    perceptual_size: Optional[int] = None # the loss-net terms see only a centred window of this side (they
+                                          # cost ~4x the student's step at 128 px; a 64 px window a quarter)
     color_weight: float = 0.0             # per-channel mean/std L1
     gradient_weight: float = 0.0          # image-gradient L1
     tv_weight: float = 0.0
@@ -67,6 +69,8 @@ class TeacherObjectiveConfig:
             raise ValueError("loss weights must be >= 0 with at least one above 0")
         if not self.perceptual_layers or len(set(self.perceptual_layers)) != len(self.perceptual_layers):
             raise ValueError("perceptual_layers must be distinct layer names")
+        if self.perceptual_size is not None and self.perceptual_size < 16:
+            raise ValueError("perceptual_size must be at least 16 pixels")
 
     @property
     def needs_lossnet(self) -> bool:
@@ -118,6 +122,15 @@ class TeacherTarget:
         return out
 
 
+def centre(x_nchw: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    """The centred size x size window of ``x`` (all of it when size is None or larger)."""
+    if size is None:
+        return x_nchw
+    h, w = x_nchw.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return x_nchw[..., top:top + size, left:left + size]
+
+
 class TeacherObjective:
     """The loss against a teacher's cached outputs; the same interface as the perceptual
     ``train.style.Objective`` (``compute_terms``, ``total``, ``calibrate``, ``record``)."""
@@ -144,10 +157,11 @@ class TeacherObjective:
         """The unweighted terms, in fp32; ``y`` may come from autocast."""
         feats = target_feats = None
         if self.lossnet is not None:
+            y_win, t_win = centre(y_nchw, self.cfg.perceptual_size), centre(target_nchw, self.cfg.perceptual_size)
             with amp.autocast():
-                feats = self.lossnet(y_nchw, upto=self.upto)
+                feats = self.lossnet(y_win, upto=self.upto)
                 with torch.no_grad():
-                    target_feats = self.lossnet(target_nchw, upto=self.upto)
+                    target_feats = self.lossnet(t_win, upto=self.upto)
         with amp.fp32():
             y, t = y_nchw.float(), target_nchw.float()
             out = {}
@@ -179,7 +193,7 @@ class TeacherObjective:
         return {
             "objective": "teacher", **self.description,
             "loss_weights": {t: getattr(self.cfg, f"{t}_weight") for t in TERMS},
-            "perceptual_layers": list(self.layers),
+            "perceptual_layers": list(self.layers), "perceptual_size": self.cfg.perceptual_size,
             "normalized": self.normalize, "initial_terms": self.initial,
             "effective_weights": {k: self.weights[k] * self.scales[k] for k in self.weights},
             "cache": self.cache,
