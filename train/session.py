@@ -364,7 +364,7 @@ def state_sha256(module: nn.Module) -> str:
 
 def versions() -> dict:
     out = {"python": platform.python_version(), "torch": str(torch.__version__)}  # TorchVersion is not plain data
-    for dist_name in ("dynastream", "torchvision", "pillow", "numpy"):
+    for dist_name in ("dynastream", "torchvision", "pillow", "numpy", "onnxruntime"):
         try:
             out[dist_name] = metadata.version(dist_name)
         except metadata.PackageNotFoundError:

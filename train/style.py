@@ -2,16 +2,17 @@
 
 Phase ``main`` trains the main net θ on objective O0 (α = 0 is exactly the main net). Phase
 ``higher`` freezes θ (checked bit-identical afterwards) and trains the tuning blocks ψ at α = +1
-on O1; a dual net also trains ``lower`` at α = -1 on O-1. Each objective is a fast-style-transfer
-loss (Johnson et al. 2016): content MSE at one VGG16 layer, Gram-matrix style MSE at
-relu1_2..relu4_3, optional total variation.
+on O1; a dual net also trains ``lower`` at α = -1 on O-1. Each objective is either a
+fast-style-transfer loss (Johnson et al. 2016): content MSE at one VGG16 layer, Gram-matrix style
+MSE at relu1_2..relu4_3, optional total variation; or a teacher's output (``train.distill``),
+cached once per training crop.
 """
 
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import torch
 
@@ -21,7 +22,9 @@ from nets.checkpoint import from_dict
 from nets.stylenet import STYLE_SITES, Preset
 from nets.tuning import Group, Mode
 from train import config as configlib
+from train import teacher_cache
 from train.data import GENERATED, CropDataset, batches, load_style_image
+from train.distill import TeacherObjective, TeacherObjectiveConfig, TeacherTarget
 from train.losses import content_loss, gram, style_loss, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
 from train.session import (CHECK_STOP_EVERY, Amp, Distributed, Interrupted, Meter, RunDir, RunError,
@@ -32,7 +35,7 @@ PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0, "lower": -1.0}
 PREVIEW_ALPHAS = {"normal": (0.0, 0.25, 0.5, 0.75, 1.0), "dual": (-1.0, -0.5, 0.0, 0.5, 1.0)}
 TRAIN_STATE_VERSION = 1
 # keys a --resume may change; anything else must match the run being resumed
-RESUME_MAY_CHANGE = ("name", "out", "device", "data.workers", "schedule.")
+RESUME_MAY_CHANGE = ("name", "out", "device", "data.workers", "data.teacher_cache", "schedule.")
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -70,12 +73,27 @@ class ObjectiveConfig:
             raise ValueError("style_size must be at least 16 pixels")
 
 
+# an objective is perceptual (style_image, weights) or, holding the key ``teacher``, a teacher's output
+AnyObjectiveConfig = Union[ObjectiveConfig, TeacherObjectiveConfig]
+
+
 @dataclass(frozen=True)
 class ObjectivesConfig:
-    main: ObjectiveConfig                 # O0, trained into the main net (α = 0)
-    higher: ObjectiveConfig               # O1, trained into the tuning blocks at α = +1
-    lower: Optional[ObjectiveConfig] = None   # dual nets only: blocks at α = -1
+    main: AnyObjectiveConfig              # O0, trained into the main net (α = 0)
+    higher: AnyObjectiveConfig            # O1, trained into the tuning blocks at α = +1
+    lower: Optional[AnyObjectiveConfig] = None   # dual nets only: blocks at α = -1
     normalize: bool = False               # divide each loss term by its value at the main phase's first step
+
+    def all(self) -> list:
+        return [o for o in (self.main, self.higher, self.lower) if o is not None]
+
+    @property
+    def has_teacher(self) -> bool:
+        return any(isinstance(o, TeacherObjectiveConfig) for o in self.all())
+
+    @property
+    def needs_lossnet(self) -> bool:
+        return any(not isinstance(o, TeacherObjectiveConfig) or o.needs_lossnet for o in self.all())
 
 
 @dataclass(frozen=True)
@@ -103,10 +121,16 @@ class DataConfig:
     crop_scale: tuple[float, float] = (0.5, 1.0)   # area fraction of the random resized crops
     workers: int = 2
     preview_images: int = 4
+    teacher_crops: int = 256              # teacher objectives: photo crops whose teacher outputs are cached
+    teacher_crop_size: int = 384          # their side in pixels (the arbitrary teacher takes up to 384);
+                                          # training draws image_size sub-crops from them
+    teacher_cache: Optional[str] = None   # folder of the cache, shareable between runs (default OUT/teacher-cache)
 
     def __post_init__(self):
         if self.image_size < 32 or self.image_size % 4:
             raise ValueError("image_size must be a multiple of 4, at least 32")
+        if self.teacher_crops < 1 or self.teacher_crop_size < 32:
+            raise ValueError("teacher_crops must be >= 1 and teacher_crop_size at least 32")
         if self.batch_size < 1 or self.workers < 0 or self.preview_images < 1:
             raise ValueError("batch_size and preview_images must be >= 1, workers >= 0")
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
@@ -158,6 +182,9 @@ class StyleTrainConfig:
             raise ValueError("objectives.lower is only used by a dual net (net.mode: dual)")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError("name must be a plain file name")
+        if self.objectives.has_teacher and self.data.image_size > self.data.teacher_crop_size:
+            raise ValueError("data.image_size must be at most data.teacher_crop_size (training sub-crops are cut "
+                             "from the cached teacher crops)")
 
     @property
     def out_dir(self) -> Path:
@@ -177,7 +204,7 @@ class Phase:
     alpha: float
     steps: int
     lr: float
-    objective: ObjectiveConfig
+    objective: AnyObjectiveConfig
 
 
 def phases_of(cfg: StyleTrainConfig) -> list[Phase]:
@@ -224,6 +251,15 @@ class Objective:
         feats = self.lossnet(y_nchw)
         return self.terms_from_features(feats, content_target, y_nchw)
 
+    def compute_terms(self, y_nchw: torch.Tensor, x_nchw: torch.Tensor, target_nchw: Optional[torch.Tensor],
+                      amp: Amp) -> dict[str, torch.Tensor]:
+        """The unweighted terms in fp32 (``target_nchw`` is for teacher objectives; unused here)."""
+        with amp.autocast():
+            feats = self.lossnet(y_nchw)
+            content_target = self.content_target(x_nchw)
+        with amp.fp32():
+            return self.terms_from_features(feats, content_target, y_nchw)
+
     def terms_from_features(self, feats: dict, content_target: torch.Tensor, y_nchw: torch.Tensor) -> dict[str, torch.Tensor]:
         """In fp32: call outside autocast."""
         feats = {k: v.float() for k, v in feats.items()}
@@ -267,18 +303,18 @@ def make_optimizer(net: DynamicNet, group: Group, lr: float) -> torch.optim.Adam
     return torch.optim.Adam(net.group_parameters(group), lr=lr)
 
 
-def train_step(model: torch.nn.Module, alpha: Optional[float], objective: Objective,
+def train_step(model: torch.nn.Module, alpha: Optional[float], objective: Union[Objective, TeacherObjective],
                optimizer: torch.optim.Optimizer, x_nchw: torch.Tensor, amp: Optional[Amp] = None,
-               scaler: Optional["torch.amp.GradScaler"] = None) -> dict[str, torch.Tensor]:
+               scaler: Optional["torch.amp.GradScaler"] = None,
+               target_nchw: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """One optimisation step; returns the detached loss terms (no device sync). ``model`` is the
-    main net (alpha None) or the dynamic net, possibly in DistributedDataParallel."""
+    main net (alpha None) or the dynamic net, possibly in DistributedDataParallel; ``target_nchw``
+    the teacher's output for ``x_nchw`` (teacher objectives)."""
     amp = amp or Amp(False, torch.float32, x_nchw.device.type)
     with amp.autocast():
         y = model(x_nchw) if alpha is None else model(x_nchw, alpha)
-        feats = objective.lossnet(y)
-        target = objective.content_target(x_nchw)
+    terms = objective.compute_terms(y, x_nchw, target_nchw, amp)
     with amp.fp32():
-        terms = objective.terms_from_features(feats, target, y)
         loss = objective.total(terms)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
@@ -293,14 +329,12 @@ def train_step(model: torch.nn.Module, alpha: Optional[float], objective: Object
     return out
 
 
-def measure_terms(model: torch.nn.Module, alpha: Optional[float], objective: Objective,
-                  x_nchw: torch.Tensor, amp: Amp) -> dict[str, torch.Tensor]:
-    with torch.no_grad(), amp.autocast():
-        y = model(x_nchw) if alpha is None else model(x_nchw, alpha)
-        feats = objective.lossnet(y)
-        target = objective.content_target(x_nchw)
-    with torch.no_grad(), amp.fp32():
-        return objective.terms_from_features(feats, target, y)
+def measure_terms(model: torch.nn.Module, alpha: Optional[float], objective: Union[Objective, TeacherObjective],
+                  x_nchw: torch.Tensor, amp: Amp, target_nchw: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        with amp.autocast():
+            y = model(x_nchw) if alpha is None else model(x_nchw, alpha)
+        return objective.compute_terms(y, x_nchw, target_nchw, amp)
 
 
 def preview(net: DynamicNet, images_nchw: torch.Tensor, path: Path) -> Path:
@@ -343,7 +377,9 @@ def train(cfg: StyleTrainConfig, out: Optional[Path] = None, *, resume: bool = F
     plan = phases_of(cfg)
     # user-input checks before anything is written or the process group is formed
     dataset = CropDataset(cfg.data.folder, cfg.data.image_size, cfg.data.crop_scale)
-    styles = {ph.name: load_style_image(ph.objective.style_image, ph.objective.style_size) for ph in plan}
+    styles = {ph.name: load_style_image(ph.objective.style_image, ph.objective.style_size) for ph in plan
+              if isinstance(ph.objective, ObjectiveConfig)}
+    targets = _teacher_targets(cfg, plan)
     ckpt = nets.read(run.last) if resume else None
     if ckpt is not None:
         if not isinstance(ckpt.get("train_state"), dict) or ckpt["train_state"].get("trainer") != "style":
@@ -352,13 +388,63 @@ def train(cfg: StyleTrainConfig, out: Optional[Path] = None, *, resume: bool = F
     d.start()
     try:
         with d.first_then_rest():
-            lossnet = load_lossnet(cfg.loss_net.source, d.device, progress=d.is_main)
-        return _run(cfg, d, run, plan, dataset, styles, lossnet, ckpt, stop_at_step)
+            lossnet = load_lossnet(cfg.loss_net.source, d.device, progress=d.is_main) \
+                if cfg.objectives.needs_lossnet else None
+            caches = _fill_caches(cfg, d, out, targets)
+        return _run(cfg, d, run, plan, dataset, styles, caches, lossnet, ckpt, stop_at_step)
     finally:
         d.stop()
 
 
-def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDataset, styles: dict,
+def _teacher_targets(cfg: StyleTrainConfig, plan: list[Phase]) -> dict[str, TeacherTarget]:
+    """Phase -> its teacher (phases with equal objectives share one), checked against the crop size."""
+    by_config: dict = {}
+    targets = {}
+    for ph in plan:
+        if isinstance(ph.objective, TeacherObjectiveConfig):
+            if ph.objective not in by_config:
+                by_config[ph.objective] = TeacherTarget(ph.objective)
+            targets[ph.name] = by_config[ph.objective]
+            size = cfg.data.teacher_crop_size
+            why = targets[ph.name].teacher.fits(size, size)
+            if why:
+                raise RunError(f"objectives.{ph.name}: {why} (set data.teacher_crop_size)")
+    return targets
+
+
+def _fill_caches(cfg: StyleTrainConfig, d: Distributed, out: Path, targets: dict[str, TeacherTarget]) -> dict:
+    """Phase -> its teacher cache (folder, key, description, timings), computed where missing."""
+    if not targets:
+        return {}
+    root = Path(cfg.data.teacher_cache).expanduser() if cfg.data.teacher_cache else out / "teacher-cache"
+    crops = CropDataset(cfg.data.folder, cfg.data.teacher_crop_size, cfg.data.crop_scale)
+    caches: dict = {}
+    for phase, target in targets.items():
+        description = {"teacher": target.describe(),
+                       "crops": {"photos": teacher_cache.photos_description(crops), "count": cfg.data.teacher_crops,
+                                 "size": cfg.data.teacher_crop_size, "crop_scale": list(cfg.data.crop_scale),
+                                 "seed": cfg.seed}}
+        key = teacher_cache.cache_key(description)
+        slug = target.cfg.teacher if target.cfg.teacher in ("arbitrary", "multistyle26") else Path(target.cfg.teacher).stem
+        folder = root / f"{slug}-{key}"
+        done = teacher_cache.fill(folder, description, cfg.data.teacher_crops, crops, cfg.seed, target,
+                                  progress=d.is_main, desc=f"teacher {slug} for {phase}")
+        caches[phase] = {"folder": str(folder), "key": key, "description": description, **done}
+    return caches
+
+
+def _phase_data(cfg: StyleTrainConfig, d: Distributed, dataset: CropDataset, ph: Phase, caches: dict, step: int):
+    """The batches of one phase from global ``step`` on: photo crops, or (photo, teacher) sub-crop pairs."""
+    if ph.name in caches:
+        x_u8, y_u8 = teacher_cache.load(Path(caches[ph.name]["folder"]), cfg.data.teacher_crops)
+        pairs = teacher_cache.CachedCrops(x_u8, y_u8, cfg.data.image_size)
+        return batches(pairs, cfg.data.batch_size, cfg.seed, start_step=step, rank=d.rank, world=d.world,
+                       workers=0, pin_memory=d.device.type == "cuda")
+    return batches(dataset, cfg.data.batch_size, cfg.seed, start_step=step, rank=d.rank, world=d.world,
+                   workers=cfg.data.workers, pin_memory=d.device.type == "cuda")
+
+
+def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDataset, styles: dict, caches: dict,
          lossnet, ckpt: Optional[dict], stop_at_step: Optional[int]) -> Path:
     t0 = time.perf_counter()
     amp = Amp.for_device(d.device, cfg.amp)
@@ -386,16 +472,15 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
             run.rewind_metrics(state.step)
     d.barrier()
 
-    data = batches(dataset, cfg.data.batch_size, cfg.seed, start_step=state.step, rank=d.rank, world=d.world,
-                   workers=cfg.data.workers, pin_memory=d.device.type == "cuda")
-    objectives: dict[str, Objective] = {}
+    objectives: dict[str, Union[Objective, TeacherObjective]] = {}
     with StopRequest(announce=d.is_main) as stop:
         for index, ph in enumerate(plan):
             if index < state.phase_index:
-                objectives[ph.name] = _objective(ph, lossnet, styles, cfg, state)
+                objectives[ph.name] = _objective(ph, lossnet, styles, caches, cfg, state)
                 continue
             start = state.phase_step if index == state.phase_index else 0
-            objectives[ph.name] = objective = _objective(ph, lossnet, styles, cfg, state)
+            objectives[ph.name] = objective = _objective(ph, lossnet, styles, caches, cfg, state)
+            data = _phase_data(cfg, d, dataset, ph, caches, state.step)
             optimizer = make_optimizer(net, ph.name, ph.lr)
             scaler = amp.scaler()
             if index == state.phase_index and state.optimizer is not None:
@@ -411,7 +496,7 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
                         objectives, preview_nchw, stop, stop_at_step, t0)
             if ph.name != "main" and state_sha256(net.main) != state.main_sha256:
                 raise RuntimeError(f"the main net changed during phase {ph.name}: its weights must stay frozen")
-            del model
+            del model, data
             state.optimizer, state.scaler = optimizer.state_dict(), scaler.state_dict()
             _save_last(cfg, d, run, net, state, objectives, t0)
     state.elapsed += time.perf_counter() - t0
@@ -419,8 +504,8 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
     if d.is_main:
         preview(net, preview_nchw, run.preview("final"))
         nets.save(net, run.final, objectives=_objectives_record(cfg, objectives),
-                  provenance=_provenance(cfg, d, amp, lossnet_info=dict(lossnet.info), dataset=dataset,
-                                         plan=plan, state=state, skipped=skipped))
+                  provenance=_provenance(cfg, d, amp, lossnet_info=dict(lossnet.info) if lossnet else {},
+                                         dataset=dataset, plan=plan, state=state, skipped=skipped, caches=caches))
         _report(run, dataset, skipped, state)
     d.barrier()
     return run.final
@@ -436,17 +521,19 @@ def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler
     meter = Meter()
     try:
         while state.phase_step < ph.steps:
-            x_nchw, skipped = next(data)
+            batch = next(data)                           # (x, skipped) or (x, teacher output, skipped)
+            x_nchw, skipped = batch[0], batch[-1]
             if (skipped >= 0).any():                     # CPU tensor: no device sync
                 state.skipped.update(int(i) for i in skipped[skipped >= 0])
             x_nchw = x_nchw.to(d.device, non_blocking=True)
+            target_nchw = batch[1].to(d.device, non_blocking=True) if len(batch) == 3 else None
             if objective.needs_calibration:
-                terms0 = measure_terms(model, alpha, objective, x_nchw, amp)
+                terms0 = measure_terms(model, alpha, objective, x_nchw, amp, target_nchw)
                 keys = list(terms0)
                 values = d.mean(torch.stack([terms0[k] for k in keys])).tolist()  # sync, once per phase
                 objective.calibrate(dict(zip(keys, values)))
                 state.initial_terms[ph.name] = objective.initial
-            terms = train_step(model, alpha, objective, optimizer, x_nchw, amp, scaler)
+            terms = train_step(model, alpha, objective, optimizer, x_nchw, amp, scaler, target_nchw)
             meter.add(terms)
             state.phase_step += 1
             state.step += 1
@@ -477,12 +564,20 @@ def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler
         bar.close()
 
 
-def _objective(ph: Phase, lossnet, styles: dict, cfg: StyleTrainConfig, state: _Progress) -> Objective:
-    objective = Objective(ph.objective, lossnet.net, styles[ph.name], cfg.objectives.normalize)
+def _objective(ph: Phase, lossnet, styles: dict, caches: dict, cfg: StyleTrainConfig,
+               state: _Progress) -> Union[Objective, TeacherObjective]:
+    normalize = cfg.objectives.normalize
+    if isinstance(ph.objective, TeacherObjectiveConfig):
+        c = caches[ph.name]
+        objective = TeacherObjective(ph.objective, lossnet.net if lossnet else None, c["description"]["teacher"],
+                                     {"key": c["key"], "crops": c["description"]["crops"]}, normalize)
+    else:
+        objective = Objective(ph.objective, lossnet.net, styles[ph.name], normalize)
     # Tuning-block phases reuse the main phase's first-step values, so that O0's and O1's weights
-    # sit on one scale ("style 2 for main, 12 for the blocks" means six times the style).
+    # sit on one scale ("style 2 for main, 12 for the blocks" means six times the style); an
+    # objective with other terms than the main one's calibrates at its own first step.
     reference = ph.name if ph.name in state.initial_terms else "main"
-    if cfg.objectives.normalize and reference in state.initial_terms:
+    if normalize and reference in state.initial_terms and set(objective.weights) <= set(state.initial_terms[reference]):
         objective.calibrate(state.initial_terms[reference])
     return objective
 
@@ -522,7 +617,7 @@ def _objectives_record(cfg: StyleTrainConfig, objectives: dict[str, Objective]) 
 
 
 def _provenance(cfg, d: Distributed, amp: Amp, *, lossnet_info: dict, dataset: CropDataset, plan, state: _Progress,
-                skipped: list[int]) -> dict:
+                skipped: list[int], caches: dict) -> dict:
     return {
         "trainer": "dynastream train (style)",
         "config": configlib.to_dict(cfg),
@@ -537,6 +632,8 @@ def _provenance(cfg, d: Distributed, amp: Amp, *, lossnet_info: dict, dataset: C
         "device": d.device.type,
         "amp": amp.describe(),
         "seconds": round(state.elapsed, 1),
+        "teacher_cache": {phase: {k: c[k] for k in ("folder", "key", "computed", "reused", "seconds")}
+                          for phase, c in caches.items()},
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

