@@ -4,7 +4,7 @@ variant, then measured on the held-out photos against the teacher.
 
     PYTHONPATH=. python docs/distill/probe.py VARIANT [--minutes 9]   # one torch / onnxruntime thread
 
-Writes docs/distill/VARIANT.json (numbers) and docs/distill/VARIANT.png (rows: held-out photos;
+Writes docs/distill/VARIANT.json (numbers) and docs/distill/VARIANT.jpg (rows: held-out photos;
 columns: input | teacher | student). Training runs until the time is up, then stops as a Ctrl-C
 would (resumable checkpoint runs/probe-VARIANT/last.pt), which is what is measured.
 """
@@ -113,7 +113,7 @@ def main() -> int:
               "loadavg_before": load_before, "loadavg_after": load_after,
               "last_losses": records[-1], **measure(net, target)}
     result["eval_seconds"] = round(time.perf_counter() - t2, 1)
-    sheet(net, target, HERE / f"{args.variant}.png")
+    sheet(net, target, HERE / f"{args.variant}.jpg")
     (HERE / f"{args.variant}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("variant", "steps", "train_seconds", "sec_per_step", "mean",
                                              "loadavg_before", "loadavg_after")}, indent=1))
