@@ -373,7 +373,8 @@ def versions() -> dict:
 
 
 def save_sheet(tiles_nchw: torch.Tensor, columns: int, path: Path) -> Path:
-    """Tiles in [0, 1], row-major, saved as one PNG (written to a temporary name, then renamed)."""
+    """Tiles in [0, 1], row-major, saved as one PNG, or JPEG by the suffix (written to a temporary
+    name, then renamed)."""
     from PIL import Image
     from torchvision.utils import make_grid
 
@@ -381,6 +382,7 @@ def save_sheet(tiles_nchw: torch.Tensor, columns: int, path: Path) -> Path:
     hwc_u8 = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(hwc_u8).save(tmp, format="PNG")
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    Image.fromarray(hwc_u8).save(tmp, format="JPEG" if jpeg else "PNG", **({"quality": 88} if jpeg else {}))
     os.replace(tmp, path)
     return path
