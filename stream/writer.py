@@ -34,7 +34,7 @@ from typing import Callable, Optional, Sequence, Union
 import av
 import numpy as np
 
-from nets.errors import DynastreamError
+from nets.errors import DynastreamError, short_repr
 from stream import avlog, signals
 from stream.avlog import DamagePolicy
 from stream.keyframes import Track
@@ -254,7 +254,7 @@ def video_encoder(name: str) -> av.Codec:
     try:
         codec = av.Codec(name, "w")
     except ValueError:  # av.codec.codec.UnknownCodecError
-        raise WriterError(f"unknown video codec {name!r} (available here, e.g.: {SUGGESTED_CODECS})") from None
+        raise WriterError(f"unknown video codec {short_repr(name)} (available here, e.g.: {SUGGESTED_CODECS})") from None
     if codec.type != "video":
         raise WriterError(f"{name} is a {codec.type} codec, not a video codec (e.g.: {SUGGESTED_CODECS})")
     return codec
@@ -286,7 +286,7 @@ def _codec_options(codec: av.Codec, options: VideoOptions) -> dict:
             raise WriterError(f"codec {codec.name} takes no --preset (it does for {', '.join(sorted(PRESETS))})")
         allowed = PRESETS[codec.name]
         if allowed is not None and options.preset not in allowed:
-            raise WriterError(f"unknown preset {options.preset!r} for {codec.name} (use one of {', '.join(allowed)})")
+            raise WriterError(f"unknown preset {short_repr(options.preset)} for {codec.name} (use one of {', '.join(allowed)})")
         out["preset"] = options.preset
     return out
 
