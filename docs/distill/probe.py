@@ -40,8 +40,11 @@ VARIANTS = {   # weights on top of pixel L1 (weight 1), for both objectives (onl
     "l1-stats-grad": {"color": 1.0, "gradient": 1.0},
     "l1-vgg": {"perceptual": 0.1},
     "l1-stats-grad-gram64": {"color": 1.0, "gradient": 1.0, "texture": 1.0},   # Gram at relu1_2, 64 px window
+    "l1-stats-grad-long": {"color": 1.0, "gradient": 1.0},                      # the first, for a longer run
+    "l1-stats-grad-gram01": {"color": 1.0, "gradient": 1.0, "texture": 0.1},    # Gram weight 0.1
 }
-EXTRA = {"l1-stats-grad-gram64": {"perceptual_layers": "[relu1_2]", "perceptual_size": 64}}
+EXTRA = {"l1-stats-grad-gram64": {"perceptual_layers": "[relu1_2]", "perceptual_size": 64},
+         "l1-stats-grad-gram01": {"perceptual_layers": "[relu1_2]", "perceptual_size": 64}}
 HELDOUT = Path("data/demo/heldout")
 
 
