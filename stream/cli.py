@@ -400,10 +400,8 @@ def add_eval(sub) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import json
-
     import nets
-    from train.evaluate import evaluate, sweep_sheet
+    from train.evaluate import evaluate
 
     try:
         alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
@@ -428,17 +426,11 @@ def run_eval(args: argparse.Namespace) -> int:
             mono = result.monotonic(objective)
             print(f"from alpha 0 to {end}: {name} style loss falls monotonically: {'yes' if mono['style_falls'] else 'no'}; "
                   f"content loss rises monotonically: {'yes' if mono['content_rises'] else 'no'}")
-    if args.json:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    if args.sheet:
-        print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
-    return 0
+    return _write_eval(result, net, args)
 
 
 def _eval_teacher(net, alphas: list[float], args: argparse.Namespace) -> int:
-    import json
-
-    from train.evaluate import evaluate_teacher, sweep_sheet
+    from train.evaluate import evaluate_teacher
 
     recorded = ((net.meta.get("provenance") or {}).get("loss_net") or {}).get("source")
     result = evaluate_teacher(net, args.images, alphas=alphas, styles_dir=args.styles,
@@ -448,12 +440,23 @@ def _eval_teacher(net, alphas: list[float], args: argparse.Namespace) -> int:
         if wins:
             print(f"{metric}: the model at alpha is closer to the teacher than the pixel blend of its ends at "
                   f"{sum(wins)} of {len(wins)} alphas between the ends")
+    return _write_eval(result, net, args)
+
+
+
+def _write_eval(result, net, args: argparse.Namespace) -> int:
+    """--json and --sheet of a style model's eval (perceptual or teacher objectives)."""
+    import json
+
+    from nets.atomic import atomic_open
+    from train.evaluate import sweep_sheet
+
     if args.json:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        with atomic_open(args.json, "w") as f:
+            f.write(json.dumps(result.to_dict(), indent=2) + "\n")
     if args.sheet:
         print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
     return 0
-
 
 def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
     import json

@@ -107,6 +107,7 @@ class GeneratorEngine:
         if config.threads is not None and self.device.type == "cpu":
             torch.set_num_threads(config.threads)
         self.n_sites = len(net.sites)
+        self.compile_pending = False   # the generator always runs eager (the Engine contract)
         self._cuda = self.device.type == "cuda"
         oh, ow = self.out_hw
         self._alpha_host = torch.zeros((1, self.n_sites), dtype=torch.float32, pin_memory=self._cuda)

@@ -18,7 +18,6 @@ in place of the engine; pause stops the clock, so the walk holds while α stays 
 
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 import nets
+from nets.atomic import atomic_open
 from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 from stream import signals
@@ -117,10 +117,9 @@ class LiveStats:
     def write_json(self, path: str) -> None:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
         data = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, target)
+        with atomic_open(target, "w") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
 
 
 class _Samples:
@@ -364,7 +363,7 @@ class LivePipeline:
         note = " (untrained: random weights, the picture is a placeholder until trained models ship)" if untrained else ""
         self.report(f"live: {what} -> {name}{note} on {self.engine.device} at "
                     f"{self.size_wh[0]}x{self.size_wh[1]}" + ("" if c.headless else "; h shows the keys, q quits"))
-        if getattr(self.engine, "compile_pending", False):
+        if self.engine.compile_pending:
             self._compile_in_background(net, name)
         if c.record is not None:
             self._start_take()
@@ -382,7 +381,7 @@ class LivePipeline:
     @property
     def compiling(self) -> bool:
         """The background compile is still running (the run may have ended before it)."""
-        return bool(getattr(self.engine, "compile_pending", False)) and self._loader is not None and self._loader.is_alive()
+        return self.engine.compile_pending and self._loader is not None and self._loader.is_alive()
 
     def _compile(self, net, name: str) -> None:
         prepared = self.engine.prepare(net)
@@ -414,7 +413,7 @@ class LivePipeline:
             self.engine.use(prepared)
         self.net = net
         self.controller.set_model(net.sites, net.alpha_range)
-        if self.hud.status and not getattr(self.engine, "compile_pending", False):
+        if self.hud.status and not self.engine.compile_pending:
             self.hud.status = ""
             if self.engine.prepared.backend == "compile":
                 self.stats.compiled_after_s = time.perf_counter() - self._started
@@ -490,7 +489,7 @@ class LivePipeline:
     def _request_model(self, name: str) -> None:
         if self._loader is not None and self._loader.is_alive():
             self._message("the net is still compiling; m works once it is done"
-                          if getattr(self.engine, "compile_pending", False) else "still loading the previous model")
+                          if self.engine.compile_pending else "still loading the previous model")
             return
         self._message(f"loading {name} ...")
         self._loader = threading.Thread(target=self._load_model, args=(name,), name="model-loader", daemon=True)
@@ -623,7 +622,7 @@ class LivePipeline:
 
     def _update_hud(self, frame: Frame) -> None:
         hud, status = self.hud, self.controller.status()
-        if hud.status and getattr(self.engine, "compile_pending", False):
+        if hud.status and self.engine.compile_pending:
             seconds = int(time.perf_counter() - self._compile_started)
             if seconds != self._compile_shown_s:
                 self._compile_shown_s = seconds

@@ -34,6 +34,7 @@ from typing import Callable, Optional, Sequence, Union
 import av
 import numpy as np
 
+from nets.atomic import atomic_open, temp_path
 from nets.errors import DynastreamError, short_repr
 from stream import avlog, signals
 from stream.avlog import DamagePolicy
@@ -70,12 +71,6 @@ _AVFMT_TS_NEGATIVE = 0x40000   # libavformat: the format can store negative time
 
 # -- atomic output -------------------------------------------------------------------------------
 
-def temp_path(target: PathLike) -> Path:
-    """A hidden name next to ``target`` with the same extension (PyAV picks the format by it)."""
-    target = Path(target)
-    return target.with_name(f".{target.stem}.tmp-{os.getpid()}{target.suffix}")
-
-
 def partial_path(target: PathLike) -> Path:
     target = Path(target)
     return target.with_name(f"{target.stem}.partial{target.suffix}")
@@ -94,7 +89,7 @@ def remove_stale_temps(target: PathLike, notice: Optional[Callable[[str], None]]
     pattern = f".{glob.escape(target.stem)}.tmp-*{glob.escape(target.suffix)}"
     removed = []
     for path in target.parent.glob(pattern):
-        pid_text = path.name[len(target.stem) + 6:len(path.name) - len(target.suffix)]
+        pid_text = path.name[len(target.stem) + 6:len(path.name) - len(target.suffix)].split("-")[0]
         if not pid_text.isdigit() or int(pid_text) == os.getpid() or _process_exists(int(pid_text)):
             continue
         try:
@@ -185,20 +180,12 @@ def write_bytes_atomic(target: PathLike, data: bytes, shown_as: Optional[PathLik
     surface only there) and rename it onto ``target``; on any error or signal the temporary file is
     removed and ``target`` left as it was. Errors name ``shown_as`` (default ``target``)."""
     target = Path(target)
-    tmp = temp_path(target)
     signals.graceful()
     try:
-        with open(tmp, "wb") as f:
+        with atomic_open(target) as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
     except OSError as e:
-        _unlink(tmp)
         raise write_error(e, shown_as or target) from None
-    except BaseException:
-        _unlink(tmp)
-        raise
     return target
 
 
