@@ -60,12 +60,31 @@ def add_live(sub) -> None:
     p.add_argument("--walk-seed", metavar="N", help="dcgan models: seed of the latent walk's key points (default 0)")
     p.add_argument("--walk-seconds", metavar="S", help="dcgan models: seconds from one key point of the walk "
                    "to the next (default 4)")
+    stage = p.add_argument_group("on stage: OSC, the browser page, the virtual camera (pip install 'dynastream[stage]')")
+    stage.add_argument("--osc", metavar="PORT", dest="osc.port", help="take OSC messages (UDP) on PORT: "
+                       "/dynastream/alpha f, /dynastream/site/NAME f, /dynastream/preset i, /dynastream/model s, "
+                       "/dynastream/lfo i")
+    stage.add_argument("--osc-host", metavar="HOST", dest="osc.host", help="address OSC listens on (default 127.0.0.1)")
+    stage.add_argument("--osc-map", metavar="FILE", dest="osc.map", help="extra OSC addresses (default: configs/osc.yaml)")
+    stage.add_argument("--web", metavar="PORT", dest="web.port", help="serve a page on PORT: the live picture, alpha "
+                       "sliders, presets and the model switch")
+    stage.add_argument("--web-host", metavar="HOST", dest="web.host", help="address the page is served on (default "
+                       "127.0.0.1; 0.0.0.0: the LAN, with a token)")
+    stage.add_argument("--web-token", metavar="TOKEN", dest="web.token", help="the token clients not on loopback "
+                       "must give (default: a new one each run, printed)")
+    stage.add_argument("--virtual-cam", action="store_true", default=None, dest="virtual_cam",
+                       help="send the picture to a virtual camera (v4l2loopback; OBS Virtual Camera on Windows/macOS)")
     p.set_defaults(run=run_live)
 
 
 _LIVE_FLAGS = ("source", "model", "device", "precision", "backend", "size", "scale", "input_size", "fps", "loop", "headless",
                "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "midi",
-               "midi_map", "record", "stats_json", "walk_seed", "walk_seconds")
+               "midi_map", "record", "stats_json", "walk_seed", "walk_seconds", "osc.port", "osc.host", "osc.map",
+               "web.port", "web.host", "web.token", "virtual_cam")
+
+
+_LIVE_LABELS = {"osc.port": "--osc", "osc.host": "--osc-host", "osc.map": "--osc-map", "web.port": "--web",
+                "web.host": "--web-host", "web.token": "--web-token"}
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -80,9 +99,9 @@ def run_live(args: argparse.Namespace) -> int:
         return 0
     overrides = {}
     for key in _LIVE_FLAGS:
-        value = getattr(args, key)
+        value = getattr(args, key, None)
         if value is not None:
-            overrides[key] = (value, "--" + key.replace("_", "-"))
+            overrides[key] = (value, _LIVE_LABELS.get(key) or "--" + key.replace("_", "-"))
     config = load_live_config(args.config, overrides)
     pipeline = LivePipeline(config)
     pipeline.run()

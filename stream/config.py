@@ -6,6 +6,7 @@ one is named with where it came from (``live.yaml: size`` or ``--size``).
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -15,9 +16,19 @@ from nets.errors import DynastreamError, short_repr
 from stream.controls import ControllerConfig, ControlsError, MidiMap
 from stream.limits import MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_THREADS
 from stream.live import LiveConfig
+from stream.osc import OscMap
+from stream.stage import StageConfig
 
 DEFAULT_LIVE = configs.path("live.yaml")
 DEFAULT_MIDI = configs.path("midi.yaml")
+DEFAULT_OSC = configs.path("osc.yaml")
+
+
+def user_midi_map() -> Path:
+    """The user's own MIDI map, which MIDI learn writes ($XDG_CONFIG_HOME/dynastream/midi.yaml, by
+    default ~/.config/dynastream/midi.yaml); used in place of the packaged one when it exists."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "dynastream" / "midi.yaml"
 
 
 class ConfigError(DynastreamError):
@@ -114,6 +125,25 @@ _CONTROL_FIELDS: dict[str, Callable] = {
 _MIDI_FIELDS = ("enabled", "device", "map")
 
 
+def _host(v, label):
+    text = _str(v, label).strip()
+    if not text or len(text) > 255 or any(c.isspace() for c in text):
+        raise ConfigError(f"{label} must be a host name or address such as 127.0.0.1, not {short_repr(v)}")
+    return text
+
+
+def _token(v, label):
+    text = _str(v, label)
+    if len(text) < 8 or len(text) > 200 or not all(c.isalnum() or c in "-_." for c in text):
+        raise ConfigError(f"{label} must be 8 to 200 letters, digits, '-', '_' or '.'")
+    return text
+
+
+_PORT = _opt(_int_in(0, 65535))    # 0: any free port (the one taken is printed)
+_OSC_FIELDS: dict[str, Callable] = {"port": _PORT, "host": _host, "map": _opt(_str)}
+_WEB_FIELDS: dict[str, Callable] = {"port": _PORT, "host": _host, "token": _opt(_token)}
+
+
 def _number(v, label):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= 1e300:   # NaN fails the comparison
         raise ConfigError(f"{label} must be a finite number, not {short_repr(v)}")
@@ -151,15 +181,32 @@ def load_midi_map(path: Union[str, Path]) -> MidiMap:
         raise ConfigError(str(e)) from None
 
 
+def load_osc_map(path: Union[str, Path]) -> OscMap:
+    path = Path(path)
+    try:
+        return OscMap.from_dict(_read_yaml(path, "OSC map"), where=str(path))
+    except ControlsError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _section(data: dict, key: str, fields: dict, name: str) -> dict:
+    section = data.get(key) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{name}: {key} must be a mapping")
+    _unknown(section, fields, f"{name}: {key}")
+    return {k: fields[k](v, f"{name}: {key}.{k}") for k, v in section.items()}
+
+
 def load_live_config(path: Optional[Union[str, Path]] = None,
                      overrides: Optional[dict[str, tuple[Any, str]]] = None) -> LiveConfig:
     """``path`` (default configs/live.yaml), then ``overrides``: key -> (value, label), e.g.
     ``{"size": ("320x240", "--size")}``; keys are those of live.yaml, plus ``midi``,
-    ``midi_device``, ``midi_map`` and ``presets``-style control keys as ``controls.<key>``."""
+    ``midi_device``, ``midi_map``, ``presets``-style control keys as ``controls.<key>``, the
+    ``osc.<key>`` and ``web.<key>`` sections' keys and ``virtual_cam``."""
     path = Path(path) if path is not None else DEFAULT_LIVE
     data = _read_yaml(path, "live config")
     name = path.name
-    _unknown(data, [*_LIVE_FIELDS, "controls", "midi"], name)
+    _unknown(data, [*_LIVE_FIELDS, "controls", "midi", "osc", "web", "virtual_cam"], name)
     values: dict[str, Any] = {}
     for key, convert in _LIVE_FIELDS.items():
         if key in data:
@@ -176,6 +223,10 @@ def load_live_config(path: Optional[Union[str, Path]] = None,
     midi_enabled = _bool(midi_data.get("enabled", False), f"{name}: midi.enabled")
     midi_device = _str(midi_data.get("device") or "", f"{name}: midi.device")
     midi_map_path: Path = path.parent / str(midi_data["map"]) if midi_data.get("map") else DEFAULT_MIDI
+    osc = _section(data, "osc", _OSC_FIELDS, name)
+    web = _section(data, "web", _WEB_FIELDS, name)
+    osc_map_path = path.parent / osc["map"] if osc.get("map") else DEFAULT_OSC
+    virtual_cam = _bool(data.get("virtual_cam", False), f"{name}: virtual_cam")
 
     for key, (value, label) in (overrides or {}).items():
         if key == "midi":
@@ -184,6 +235,13 @@ def load_live_config(path: Optional[Union[str, Path]] = None,
             midi_map_path = Path(value)
         elif key.startswith("controls."):
             controls[key[9:]] = _CONTROL_FIELDS[key[9:]](value, label)
+        elif key == "osc.map":
+            osc_map_path = Path(value)
+        elif key.startswith(("osc.", "web.")):
+            section, fields = (osc, _OSC_FIELDS) if key.startswith("osc.") else (web, _WEB_FIELDS)
+            section[key[4:]] = fields[key[4:]](value, label)
+        elif key == "virtual_cam":
+            virtual_cam = _bool(value, label)
         else:
             values[key] = _LIVE_FIELDS[key](value, label)
             if key in ("size", "scale"):  # the command line's choice replaces the file's other one
@@ -196,6 +254,14 @@ def load_live_config(path: Optional[Union[str, Path]] = None,
         controller = ControllerConfig(**controls)
     except ControlsError as e:
         raise ConfigError(f"{name}: {e}") from None
+    packaged = midi_map_path.resolve() == DEFAULT_MIDI.resolve()
+    if packaged and user_midi_map().is_file():
+        midi_map_path = user_midi_map()   # what MIDI learn saved last time
     midi_map = load_midi_map(midi_map_path) if midi_enabled else MidiMap()
+    stage = StageConfig(osc_port=osc.get("port"), osc_host=osc.get("host", "127.0.0.1"),
+                        osc_map=load_osc_map(osc_map_path) if osc.get("port") is not None else OscMap(),
+                        web_port=web.get("port"), web_host=web.get("host", "127.0.0.1"), web_token=web.get("token"),
+                        virtual_cam=virtual_cam,
+                        midi_learn_file=str(user_midi_map() if packaged else midi_map_path))
     return dataclasses.replace(LiveConfig(), **values, controls=controller, midi=midi_enabled,
-                               midi_device=midi_device, midi_map=midi_map)
+                               midi_device=midi_device, midi_map=midi_map, stage=stage)

@@ -37,6 +37,7 @@ class Action(Enum):
     FULLSCREEN = "fullscreen"
     SCREENSHOT = "screenshot"
     RECORD = "record"
+    LEARN = "midi learn"
     HELP = "help"
     QUIT = "quit"
 
@@ -198,18 +199,26 @@ class AlphaController:
         """Start or stop a sine sweep over the whole range for the edited site(s). It starts from
         the current α, so switching it on does not jump; switching it off holds α where it is."""
         with self._lock:
-            self._lfo_on = not self._lfo_on
-            sel = self._edited()
-            if self._lfo_on:
-                self._track_on = False
-                self._lfo_site = self._edit
-                span = self.hi - self.lo
-                frac = 0.5 if span == 0 else (float(np.mean(self._current[sel])) - self.lo) / span
-                self._lfo_phase = math.acos(min(max(1 - 2 * frac, -1.0), 1.0))
-                self._lfo_started = self._now
-            else:
-                self._target[:] = self._current
-            return self._lfo_on
+            return self._set_lfo(not self._lfo_on)
+
+    def set_lfo(self, on: bool) -> bool:
+        """The LFO on or off (as ``toggle_lfo``); already in that state: nothing changes."""
+        with self._lock:
+            return self._set_lfo(on) if on != self._lfo_on else on
+
+    def _set_lfo(self, on: bool) -> bool:
+        self._lfo_on = on
+        sel = self._edited()
+        if self._lfo_on:
+            self._track_on = False
+            self._lfo_site = self._edit
+            span = self.hi - self.lo
+            frac = 0.5 if span == 0 else (float(np.mean(self._current[sel])) - self.lo) / span
+            self._lfo_phase = math.acos(min(max(1 - 2 * frac, -1.0), 1.0))
+            self._lfo_started = self._now
+        else:
+            self._target[:] = self._current
+        return self._lfo_on
 
     def toggle_track(self) -> bool:
         with self._lock:
@@ -263,13 +272,14 @@ HELP_LINES: tuple[tuple[str, str], ...] = (
     ("f", "fullscreen"),
     ("s", "screenshot (PNG)"),
     ("r", "record on / off"),
+    ("l", "MIDI learn: the next knob moved drives what tab edits"),
     ("h", "this help"),
     ("q / esc", "quit"),
 )
 
 _COMMAND_KEYS = {
     pygame.K_m: Action.NEXT_MODEL, pygame.K_SPACE: Action.PAUSE, pygame.K_v: Action.VIEW,
-    pygame.K_f: Action.FULLSCREEN, pygame.K_s: Action.SCREENSHOT, pygame.K_r: Action.RECORD,
+    pygame.K_f: Action.FULLSCREEN, pygame.K_s: Action.SCREENSHOT, pygame.K_r: Action.RECORD, pygame.K_l: Action.LEARN,
     pygame.K_h: Action.HELP, pygame.K_q: Action.QUIT, pygame.K_ESCAPE: Action.QUIT,
 }
 _UP_KEYS = (pygame.K_UP, pygame.K_RIGHT)
@@ -362,6 +372,15 @@ class MidiMap:
             if command is not None:
                 commands.append(command)
         return commands
+
+    def bind(self, cc: int, target: str) -> "MidiMap":
+        """This map with controller ``cc`` driving ``target`` (``alpha`` or a site name): MIDI learn."""
+        return MidiMap(self.channel, {**self.cc, cc: target}, self.notes)
+
+    def to_dict(self) -> dict:
+        """The YAML form ``from_dict`` reads back."""
+        return {"channel": "any" if self.channel is None else self.channel, "cc": dict(sorted(self.cc.items())),
+                "notes": dict(sorted(self.notes.items()))}
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "midi map") -> "MidiMap":

@@ -88,6 +88,8 @@ class HudInfo:
     latency_ms: float = 0.0
     dropped: int = 0
     status: str = ""            # a standing line (e.g. the compile in progress), until cleared
+    sinks: str = ""             # the outputs that are live ("out: window, web (1 viewer)")
+    learning: bool = False      # MIDI learn is waiting for a knob
 
 
 def fit_rect(src_wh: tuple[int, int], box: pygame.Rect) -> pygame.Rect:
@@ -257,12 +259,12 @@ class Window:
             self._hud_at = now
             model = info.model + ("  [UNTRAINED: random weights]" if info.untrained else "")
             flags = [f for f, on in (("PAUSED", info.paused), ("LFO", info.lfo), ("TRACK", info.track),
-                                     ("REC", info.recording)) if on]
+                                     ("REC", info.recording), ("LEARN", info.learning)) if on]
             self._hud_lines = [
                 model,
                 f"{info.device}  {info.size_wh[0]}x{info.size_wh[1]}  {info.fps:4.1f} fps  "
                 f"latency {info.latency_ms:3.0f} ms  dropped {info.dropped}  {' '.join(flags)}",
-            ]
+            ] + ([info.sinks] if info.sinks else [])
         y = 4
         for line in self._hud_lines:
             s = self._text(line)

@@ -40,12 +40,13 @@ from stream.engine import Engine, EngineConfig, pick_device
 from stream.keyframes import load_track
 from stream.latent import WALK_SIZE, GeneratorEngine
 from stream.ring import Frame, FrameRing
+from stream.sinks import Take as _Take, WindowSink
 from stream.sources import ClockSource, Source, open_source, pump
-from stream.writer import Recorder, WriterError, check_output
+from stream.stage import MidiLearn, Stage, StageConfig, controller_state
+from stream.writer import WriterError, check_output
 
 CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
 SIZE_MULTIPLE = 4             # automatic sizes divide by 4: the net's two stride-2 levels need no crop
-RECORD_SLOTS = 8             # frames the recording ring absorbs before the display waits for the writer
 _LATENCY_CAPACITY = 1 << 16
 
 
@@ -82,6 +83,7 @@ class LiveConfig:
     stats_json: Optional[str] = None
     walk_seed: int = 0                            # dcgan models: the latent walk's key points
     walk_seconds: float = 4.0                     # dcgan models: seconds from one key point to the next
+    stage: StageConfig = StageConfig()            # OSC, the web page, the virtual camera, MIDI learn (stream.stage)
 
 
 @dataclass
@@ -105,6 +107,9 @@ class LiveStats:
     first_frame_s: float = math.nan    # start of the run -> first frame shown
     compiled_after_s: float = math.nan  # start of the run -> the compiled net took over (compile backend)
     ended_by: str = ""
+    alpha_last: dict = field(default_factory=dict)   # site -> the α of the last frame shown
+    inputs: dict = field(default_factory=dict)       # "osc", "web" -> messages taken and refused
+    sinks: dict = field(default_factory=dict)        # outputs beside the window: frames written, dropped, live
 
     def summary(self) -> str:
         return (f"live: {self.shown} frames shown, {self.processed} processed, {self.captured} captured, "
@@ -112,6 +117,12 @@ class LiveStats:
                 f"p50 {self.latency_ms_p50:.0f} ms, p95 {self.latency_ms_p95:.0f} ms; inference p50 "
                 f"{self.infer_ms_p50:.0f} ms ({self.model} on {self.device} at {self.size}); "
                 + (f"{self.recorded} frames recorded; " if self.recorded else "")
+                + "".join(f"{name} {s['written']} frames ({s['dropped']} dropped{', failed' if s['failed'] else ''}); "
+                          for name, s in self.sinks.items())
+                + "".join(f"{name} {s['taken']} messages taken, {s['refused']} refused; "
+                          for name, s in self.inputs.items())
+                + (f"last alpha {' '.join(f'{k} {v:.2f}' for k, v in self.alpha_last.items())}; "
+                   if self.inputs else "")
                 + f"ended by {self.ended_by}")
 
     def write_json(self, path: str) -> None:
@@ -187,60 +198,6 @@ def _check_kind(net, name: str, kind: str) -> None:
 
 def _notice(message: str) -> None:
     print(f"dynastream: {message}", file=sys.stderr)
-
-
-class _Take:
-    """One recording: the frames shown while it is on go through a blocking ring (nothing lost) to
-    a writer thread that encodes them with ``stream.writer.Recorder`` (the video and, next to it,
-    the α track as performed). ``stop`` lets the writer finish the files in the background."""
-
-    def __init__(self, target: Path, size_wh: tuple[int, int], sites: tuple[str, ...], fps: float):
-        w, h = size_wh
-        self.target = target
-        self.n_sites = len(sites)
-        self.recorder = Recorder(target, w, h, sites, fps=fps)
-        self.ring = FrameRing(RECORD_SLOTS, (h, w, 3), "block", n_alpha=self.n_sites)
-        self.frames = 0
-        self.result: Optional[tuple[Path, Optional[Path]]] = None
-        self.error: Optional[BaseException] = None
-        self.thread = threading.Thread(target=self._write_loop, name="recorder", daemon=True)
-        self.thread.start()
-
-    def _write_loop(self) -> None:
-        try:
-            while (frame := self.ring.acquire_read()) is not None:
-                try:
-                    self.recorder.write(frame)
-                finally:
-                    self.ring.release(frame)
-            self.result = self.recorder.close()
-        except BaseException as e:
-            self.error = e
-            self.recorder.abort()
-            self.ring.close()   # the main thread stops pushing
-
-    def push(self, frame: Frame) -> bool:
-        """Queue a copy of a shown frame; waits while the ring is full. False once the writer failed."""
-        slot = self.ring.acquire_write()
-        if slot is None:
-            return False
-        np.copyto(slot.rgb_hwc_u8, frame.rgb_hwc_u8)
-        slot.copy_meta_from(frame)
-        slot.alpha[:] = frame.alpha
-        self.ring.commit(slot)
-        self.frames += 1
-        return True
-
-    def stop(self) -> None:
-        self.ring.close()
-
-    def outcome(self) -> str:
-        if self.error is not None:
-            return f"recording {self.target} failed and was not kept: {self.error}"
-        video, keyframes = self.result
-        if keyframes is None:
-            return f"recording {video}: no frames, nothing written"
-        return f"recorded {video} ({self.frames} frames) and its alpha track {keyframes}"
 
 
 class LivePipeline:
@@ -363,10 +320,22 @@ class LivePipeline:
         note = " (untrained: random weights, the picture is a placeholder until trained models ship)" if untrained else ""
         self.report(f"live: {what} -> {name}{note} on {self.engine.device} at "
                     f"{self.size_wh[0]}x{self.size_wh[1]}" + ("" if c.headless else "; h shows the keys, q quits"))
+        self._last_alpha = np.zeros(n_sites, np.float32)
+        self.midi_map, self.learn = c.midi_map, MidiLearn(c.stage.midi_learn_file)
+        self.window_sink = None if self.window is None else WindowSink(self.window, self.hud, self._original_of)
+        self.stage = Stage(c.stage, self.size_wh, self.source.fps, n_sites, self._web_state, self.notice, self.report)
         if self.engine.compile_pending:
             self._compile_in_background(net, name)
         if c.record is not None:
             self._start_take()
+
+    def _original_of(self, frame: Frame) -> Optional[np.ndarray]:
+        return self._originals.get(id(frame)) if self.want_original else None
+
+    def _web_state(self) -> dict:
+        """What the web page shows (read on its event loop's thread)."""
+        return {**controller_state(self.controller, self._last_alpha), "model": self.stats.model,
+                "model_name": self.model_names[self.model_index], "models": self.model_names}
 
     def _compile_in_background(self, net, name: str) -> None:
         """The first frames run eager at once; the compiled net takes over when it is ready."""
@@ -604,6 +573,9 @@ class LivePipeline:
                 self._start_take()
             else:
                 self._stop_take()
+        elif a == Action.LEARN:
+            self._message(self.learn.start(self.controller) if self.midi is not None
+                          else "MIDI learn needs a MIDI input: start with --midi")
         elif w is None:
             pass
         elif a == Action.VIEW:
@@ -632,6 +604,7 @@ class LivePipeline:
         hud.edit_site, hud.lfo, hud.track, hud.paused = status.edit_site, status.lfo, status.track, self.paused
         hud.dropped = self.in_ring.dropped + self.out_ring.dropped
         hud.latency_ms = 1000 * self._latency.last()
+        hud.sinks, hud.learning = self.stage.live_sinks(window=True), self.learn.active
 
     def _main_loop(self) -> str:
         out_ring, window, limit, hud = self.out_ring, self.window, self.config.frames, self.hud
@@ -644,9 +617,17 @@ class LivePipeline:
                     if command is not None and (why := self._command(command)):
                         return why
             if self.midi is not None:
-                for command in self.config.midi_map.apply_all(self.midi.read(), self.controller):
+                messages = self.midi.read()
+                if self.learn.active and messages:
+                    self.midi_map, learned = self.learn.feed(messages, self.midi_map)
+                    if learned:
+                        self._message(learned)
+                for command in self.midi_map.apply_all(messages, self.controller):
                     if why := self._command(command):
                         return why
+            for command in self.stage.poll(self.controller):
+                if why := self._command(command):
+                    return why
             if self._loader_message:
                 self._message(self._loader_message)
                 self._loader_message = ""
@@ -660,8 +641,7 @@ class LivePipeline:
             try:
                 if window is not None:
                     self._update_hud(frame)
-                    original = self._originals.get(id(frame)) if self.want_original else None
-                    window.show(frame.rgb_hwc_u8, original, hud)
+                    self.window_sink.write(frame)
                 now = time.perf_counter()
                 self._latency.add(now - frame.captured_at)
                 if self.stats.shown == 0:
@@ -674,6 +654,10 @@ class LivePipeline:
                 self.stats.shown += 1
                 if self._take is not None and not self.paused:
                     self._record(frame)
+                self.stage.offer(frame)
+                if frame.alpha.shape != self._last_alpha.shape:
+                    self._last_alpha = np.zeros_like(frame.alpha)   # only after a model with another site count
+                np.copyto(self._last_alpha, frame.alpha)
                 if self.on_shown is not None:
                     self.on_shown(frame)
             finally:
@@ -720,6 +704,8 @@ class LivePipeline:
         return self.stats
 
     def _close_partial(self, source_done: bool = True) -> None:
+        if getattr(self, "stage", None) is not None:
+            self.stage.close()
         if getattr(self, "midi", None) is not None:
             self.midi.close()
         if getattr(self, "window", None) is not None:
@@ -741,6 +727,9 @@ class LivePipeline:
         s.latency_ms_p95 = 1000 * self._latency.percentile(95)
         s.infer_ms_p50 = 1000 * self._infer.percentile(50)
         s.ended_by = ended_by
+        if s.shown:
+            s.alpha_last = {site: round(float(a), 4) for site, a in zip(self.controller.sites, self._last_alpha)}
+        s.inputs, s.sinks = self.stage.input_stats(), self.stage.sink_stats()
 
 
 def run_live(config: LiveConfig, on_shown: Optional[Callable[[Frame], None]] = None,

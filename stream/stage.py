@@ -1,0 +1,168 @@
+"""Live on stage: the ways in beside keys and MIDI (OSC, the web page), the ways out beside the
+window and the recorder (web preview, virtual camera), and MIDI learn. ``LivePipeline`` owns one
+``Stage`` and calls it from its main thread: ``poll`` between frames (ops from the network reach
+the controller there), ``offer`` for each frame shown, ``close`` at the end.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import yaml
+
+from nets.atomic import atomic_open
+from stream.controls import ALL_SITES, AlphaController, Command, MidiMap
+from stream.display import site_label
+from stream.inputs import Inbox
+from stream.osc import OscMap
+from stream.ring import Frame
+from stream.sinks import SinkThread, StageError, VirtualCamSink  # noqa: F401 (StageError: raised by these)
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    osc_port: Optional[int] = None        # --osc PORT: listen for OSC (UDP) there
+    osc_host: str = LOOPBACK
+    osc_map: OscMap = OscMap()            # extra addresses (configs/osc.yaml)
+    web_port: Optional[int] = None        # --web PORT: serve the page there (0: any free port)
+    web_host: str = LOOPBACK
+    web_token: Optional[str] = None       # needed by clients not on loopback; None: a new one when off loopback
+    virtual_cam: bool = False
+    midi_learn_file: Optional[str] = None  # where l saves the MIDI map (never the packaged one)
+
+
+def save_midi_map(midi_map: MidiMap, path: Path) -> None:
+    """The map as YAML, written atomically (nets.atomic), in the form configs/midi.yaml has."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = ("# MIDI map for dynastream live --midi, saved by MIDI learn (l in the live window).\n"
+            "# cc: controller number -> alpha (the site(s) being edited) or a site name; notes: note -> action.\n"
+            + yaml.safe_dump(midi_map.to_dict(), sort_keys=False))
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+class MidiLearn:
+    """l: the next CC moved is bound to what tab edits (all sites: ``alpha``, else that site),
+    and the map is saved to the user's map file."""
+
+    def __init__(self, path: Optional[str]):
+        self.path = Path(path) if path else None
+        self.active = False
+        self.target = "alpha"
+
+    def start(self, controller: AlphaController) -> str:
+        if self.active:
+            self.active = False
+            return "MIDI learn off"
+        edit = controller.status().edit_site
+        self.target = "alpha" if edit == ALL_SITES else controller.sites[edit]
+        self.active = True
+        what = "alpha (the sites being edited)" if self.target == "alpha" else site_label(self.target)
+        return f"MIDI learn: move a knob to bind it to {what}; l cancels"
+
+    def feed(self, messages: list, midi_map: MidiMap) -> tuple[MidiMap, Optional[str]]:
+        """The map after these messages (the first CC on the map's channel is bound) and what to
+        tell the performer."""
+        for status, number, _value in messages:
+            channel = (status & 0x0F) + 1
+            if status & 0xF0 != 0xB0 or (midi_map.channel is not None and channel != midi_map.channel):
+                continue
+            self.active = False
+            learned = midi_map.bind(number, self.target)
+            if self.path is None:
+                return learned, f"CC {number} -> {self.target} (not saved: no MIDI map file to write)"
+            try:
+                save_midi_map(learned, self.path)
+            except OSError as e:
+                return learned, f"CC {number} -> {self.target}; could not save {self.path}: {e.strerror or e}"
+            return learned, f"CC {number} -> {self.target}, saved to {self.path}"
+        return midi_map, None
+
+
+class Stage:
+    """The network inputs and the extra sinks of one live session."""
+
+    def __init__(self, config: StageConfig, size_wh: tuple[int, int], fps: float, n_sites: int,
+                 state: Callable[[], dict], notice: Callable[[str], None], report: Callable[[str], None]):
+        self.config = config
+        self.inbox = Inbox()
+        self.sinks: list[SinkThread] = []
+        self.osc = self.web = None
+        self._state = state
+        shape = (size_wh[1], size_wh[0], 3)
+        try:
+            if config.osc_port is not None:
+                from stream.osc import OscServer
+
+                self.osc = OscServer(config.osc_host, config.osc_port, self.inbox, config.osc_map)
+                report(f"live: OSC on udp://{self.osc.host}:{self.osc.port} (/dynastream/alpha, /dynastream/site/NAME, "
+                       "/dynastream/preset, /dynastream/model, /dynastream/lfo)")
+            if config.web_port is not None:
+                from stream.web import WebServer, WebSink, is_loopback, new_token
+
+                token = config.web_token
+                if token is None and not is_loopback(config.web_host):
+                    token = new_token()
+                self.web = WebServer(config.web_host, config.web_port, self.inbox, self.web_state, token)
+                self.sinks.append(SinkThread(WebSink(self.web, size_wh), shape, n_sites, notice=notice))
+                report(f"live: web page on {self.web.url}")
+            if config.virtual_cam:
+                camera = VirtualCamSink(size_wh, fps)
+                self.sinks.append(SinkThread(camera, shape, n_sites, notice=notice))
+                report(f"live: virtual camera {camera.device}")
+        except BaseException:
+            self.close()
+            raise
+
+    # -- main thread --------------------------------------------------------------------------
+
+    def poll(self, controller: AlphaController) -> list[Command]:
+        """Apply what OSC and the page sent since the last call; the model commands come back."""
+        return self.inbox.apply_all(controller)
+
+    def offer(self, frame: Frame) -> None:
+        for sink in self.sinks:
+            sink.offer(frame)
+
+    def live_sinks(self, window: bool) -> str:
+        names = (["window"] if window else []) + [s.sink.describe() for s in self.sinks if s.live]
+        return "out: " + (", ".join(names) if names else "none")
+
+    def close(self) -> None:
+        if self.osc is not None:
+            self.osc.close()
+        for sink in self.sinks:
+            sink.stop()
+        deadline = time.monotonic() + 3.0
+        for sink in self.sinks:
+            sink.join(max(0.0, deadline - time.monotonic()))
+        if self.web is not None:
+            self.web.close()
+
+    def sink_stats(self) -> dict:
+        return {s.name: s.stats() for s in self.sinks}
+
+    def input_stats(self) -> dict:
+        return self.inbox.stats()
+
+    # -- the web page's state (its event loop's thread) ---------------------------------------
+
+    def web_state(self) -> dict:
+        state = self._state()
+        state["sinks"] = [s.sink.describe() for s in self.sinks if s.live]
+        return state
+
+
+def controller_state(controller: AlphaController, alpha: np.ndarray) -> dict:
+    """What the page shows of the controller: sites, range, the α in use and the targets."""
+    status = controller.status()
+    alpha_list = [round(float(a), 4) for a in alpha[:len(status.sites)]]
+    alpha_list += [round(float(t), 4) for t in status.target[len(alpha_list):]]
+    return {"sites": list(status.sites), "labels": [site_label(s) for s in status.sites],
+            "range": list(status.alpha_range), "alpha": alpha_list,
+            "target": [round(float(t), 4) for t in status.target], "edit": status.edit_site,
+            "lfo": status.lfo, "track": status.track}
