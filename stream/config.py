@@ -6,7 +6,6 @@ one is named with where it came from (``live.yaml: size`` or ``--size``).
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -17,18 +16,11 @@ from stream.controls import ControllerConfig, ControlsError, MidiMap
 from stream.limits import MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_THREADS
 from stream.live import LiveConfig
 from stream.osc import OscMap
-from stream.stage import StageConfig
+from stream.stage import StageConfig, user_midi_map
 
 DEFAULT_LIVE = configs.path("live.yaml")
 DEFAULT_MIDI = configs.path("midi.yaml")
 DEFAULT_OSC = configs.path("osc.yaml")
-
-
-def user_midi_map() -> Path:
-    """The user's own MIDI map, which MIDI learn writes ($XDG_CONFIG_HOME/dynastream/midi.yaml, by
-    default ~/.config/dynastream/midi.yaml); used in place of the packaged one when it exists."""
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "dynastream" / "midi.yaml"
 
 
 class ConfigError(DynastreamError):
@@ -262,6 +254,6 @@ def load_live_config(path: Optional[Union[str, Path]] = None,
                         osc_map=load_osc_map(osc_map_path) if osc.get("port") is not None else OscMap(),
                         web_port=web.get("port"), web_host=web.get("host", "127.0.0.1"), web_token=web.get("token"),
                         virtual_cam=virtual_cam,
-                        midi_learn_file=str(user_midi_map() if packaged else midi_map_path))
+                        midi_learn_file=None if packaged else str(midi_map_path))
     return dataclasses.replace(LiveConfig(), **values, controls=controller, midi=midi_enabled,
                                midi_device=midi_device, midi_map=midi_map, stage=stage)

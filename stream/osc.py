@@ -16,6 +16,7 @@ clamped, as every α in live is. A packet python-osc cannot parse, an unknown ad
 argument count or type is refused and counted; so is an α for a site the model lacks.
 """
 
+import os
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -133,7 +134,8 @@ class OscServer:
             self._sock.bind((host, port))
         except OSError as e:
             self._sock.close()
-            raise StageError(f"--osc: cannot listen on {host} port {port} ({e.strerror or e})") from None
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise StageError(f"--osc: cannot listen on {host} port {port} ({reason})") from None
         self._sock.settimeout(_POLL_S)
         self.host, self.port = host, self._sock.getsockname()[1]
         self._stop = threading.Event()

@@ -99,8 +99,8 @@ class SinkThread:
             self.ring.close()   # offers stop at once
             try:
                 self.sink.abort()
-            except Exception:
-                pass
+            except Exception as cleanup:   # a device that failed may fail to close too; the first error is the news
+                e.add_note(f"closing it failed as well: {cleanup}")
             if self.notice is not None:
                 self.notice(f"output {self.name} stopped: {e}")
 

@@ -4,6 +4,7 @@ window and the recorder (web preview, virtual camera), and MIDI learn. ``LivePip
 the controller there), ``offer`` for each frame shown, ``close`` at the end.
 """
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,15 @@ class StageConfig:
     web_host: str = LOOPBACK
     web_token: Optional[str] = None       # needed by clients not on loopback; None: a new one when off loopback
     virtual_cam: bool = False
-    midi_learn_file: Optional[str] = None  # where l saves the MIDI map (never the packaged one)
+    midi_learn_file: Optional[str] = None  # where l saves the MIDI map; None: the user's (user_midi_map())
+
+
+def user_midi_map() -> Path:
+    """The user's own MIDI map, which MIDI learn writes unless --midi-map names another file
+    ($XDG_CONFIG_HOME/dynastream/midi.yaml, by default ~/.config/dynastream/midi.yaml); read in
+    place of the packaged configs/midi.yaml when it exists. The packaged file is never written."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "dynastream" / "midi.yaml"
 
 
 def save_midi_map(midi_map: MidiMap, path: Path) -> None:
@@ -50,7 +59,7 @@ class MidiLearn:
     and the map is saved to the user's map file."""
 
     def __init__(self, path: Optional[str]):
-        self.path = Path(path) if path else None
+        self.path = Path(path) if path else user_midi_map()
         self.active = False
         self.target = "alpha"
 
@@ -73,8 +82,6 @@ class MidiLearn:
                 continue
             self.active = False
             learned = midi_map.bind(number, self.target)
-            if self.path is None:
-                return learned, f"CC {number} -> {self.target} (not saved: no MIDI map file to write)"
             try:
                 save_midi_map(learned, self.path)
             except OSError as e:

@@ -18,6 +18,7 @@ WebSocket whose Origin is another site is refused, so a web page elsewhere canno
 import asyncio
 import ipaddress
 import json
+import os
 import secrets
 import socket
 import threading
@@ -136,7 +137,8 @@ class WebServer:
         if self._error is not None:
             self.thread.join()
             e = self._error
-            raise StageError(f"--web: cannot listen on {host} port {port} ({getattr(e, 'strerror', None) or e})") from None
+            reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else str(e)
+            raise StageError(f"--web: cannot listen on {host} port {port} ({reason})") from None
 
     @property
     def url(self) -> str:
@@ -307,7 +309,7 @@ class WebServer:
             return
         try:
             asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=5)
-        except Exception:
+        except (TimeoutError, ConnectionError):   # a client that will not go: the loop stops regardless
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self.thread.join(timeout=5)

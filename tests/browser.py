@@ -95,14 +95,19 @@ class Chromium:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 30.0):
-        """Poll until the expression is truthy; its value."""
+        """Poll until the expression is truthy (an exception counts as not yet: the page may still
+        be loading); its value."""
         deadline = time.monotonic() + timeout
+        error = None
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as e:
+                value, error = None, e
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {expression}")
+                raise AssertionError(f"timed out waiting for {expression} (last error: {error})")
             time.sleep(0.1)
 
     def screenshot(self) -> np.ndarray:

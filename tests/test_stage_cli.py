@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import cv2
+import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
 from tests.browser import Chromium, need_chromium
@@ -85,3 +86,14 @@ def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_p
     assert stats["alpha_last"] == {"res3_in": 0.9, "up1_in": 0.5, "out_in": 0.1}
     assert stats["sinks"]["web"]["sent"] > 0 and stats["sinks"]["web"]["failed"] is False
     assert stats["ended_by"] == "Ctrl-C"
+
+
+@pytest.mark.slow   # tests/test_osc.py and test_web.py check the sentence in-process
+def test_a_port_in_use_is_one_sentence_and_exit_2(tmp_path):
+    from tests.test_live_cli import assert_one_line_error, live
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        assert_one_line_error(live("--source", "demo", "--headless", "--backend", "eager", "--osc", str(port)),
+                              f"--osc: cannot listen on 127.0.0.1 port {port} (Address already in use)")

@@ -230,3 +230,13 @@ def test_virtual_camera_without_a_backend_says_what_to_install():
     message = str(e.value)
     assert message.startswith("--virtual-cam found no virtual camera device") and "v4l2loopback" in message
     assert "OBS" in message and "\n" not in message
+
+
+def test_the_hud_names_the_live_outputs():
+    from stream.live import LivePipeline
+
+    config = LiveConfig(source="demo", device="cpu", backend="eager", size=(64, 48), window=(64, 48), frames=5,
+                        models=("untrained:lite",), stage=StageConfig(web_port=0))
+    pipeline = LivePipeline(config, report=lambda line: None)
+    stats = pipeline.run()
+    assert stats.shown == 5 and pipeline.hud.sinks == "out: window, web (0 viewers)"
