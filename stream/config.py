@@ -165,20 +165,20 @@ def _unknown(data: dict, known, where: str) -> None:
             raise ConfigError(f"{where}: unknown key {short_repr(key)} (known: {', '.join(known)})")
 
 
-def load_midi_map(path: Union[str, Path]) -> MidiMap:
+def _load_map(kind, path: Union[str, Path], what: str):
     path = Path(path)
     try:
-        return MidiMap.from_dict(_read_yaml(path, "MIDI map"), where=str(path))
+        return kind.from_dict(_read_yaml(path, what), where=str(path))
     except ControlsError as e:
         raise ConfigError(str(e)) from None
+
+
+def load_midi_map(path: Union[str, Path]) -> MidiMap:
+    return _load_map(MidiMap, path, "MIDI map")
 
 
 def load_osc_map(path: Union[str, Path]) -> OscMap:
-    path = Path(path)
-    try:
-        return OscMap.from_dict(_read_yaml(path, "OSC map"), where=str(path))
-    except ControlsError as e:
-        raise ConfigError(str(e)) from None
+    return _load_map(OscMap, path, "OSC map")
 
 
 def _section(data: dict, key: str, fields: dict, name: str) -> dict:

@@ -10,9 +10,10 @@ GET /ws               WebSocket: the server sends {"type": "state", ...} when it
                       {"model": "next" | NAME} or {"lfo": true | false}
 ```
 
-Bound to 127.0.0.1 unless told otherwise; a request from any address other than loopback must
-carry the token (``?token=``, which the page passes on to the picture and the WebSocket). A
-WebSocket whose Origin is another site is refused, so a web page elsewhere cannot play α.
+Bound to 127.0.0.1 unless told otherwise; a request from any address other than loopback (or
+naming the server by anything but a loopback name) must carry the token (``?token=``, which the
+page passes on to the picture and the WebSocket). A WebSocket whose Origin is another site is
+refused, so a web page elsewhere cannot play α.
 """
 
 import asyncio
@@ -201,7 +202,9 @@ class WebServer:
 
     async def _guard(self, request, handler):
         web = self._web
-        if not is_loopback(request.remote):
+        # Without the token only loopback may ask, and only by a loopback name: a page elsewhere whose
+        # name was made to resolve to 127.0.0.1 (DNS rebinding) sends its own name as Host.
+        if not (is_loopback(request.remote) and is_loopback(urlsplit(f"//{request.host}").hostname)):
             given = request.query.get("token", "")
             if not self.token or not secrets.compare_digest(given.encode(), self.token.encode()):
                 raise web.HTTPForbidden(text="dynastream: this page needs its token (?token=..., printed by "

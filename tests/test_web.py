@@ -136,6 +136,7 @@ def test_clients_off_loopback_need_the_token_and_other_origins_are_refused():
                 except aiohttp.WSServerHandshakeError as e:
                     return e.status
 
+        assert run(status(f"http://127.0.0.1:{web.port}/", headers={"Host": f"evil.example:{web.port}"})) == 403
         assert run(ws_status("http://evil.example")) == 403
         assert run(ws_status(f"http://127.0.0.1:{web.port}")) == 101
     finally:
