@@ -143,7 +143,10 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The page's address, with the token where one is needed; for a server on every interface,
+        by this machine's LAN address (what a phone on the same network types)."""
+        host = _lan_address() if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
 
     # -- the sink thread's side ---------------------------------------------------------------
@@ -316,6 +319,18 @@ class WebServer:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self.thread.join(timeout=5)
+
+
+def _lan_address() -> str:
+    """The address of the interface that leads off this machine (no packet is sent), else 127.0.0.1."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.254.254.254", 1))
+        return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+    finally:
+        probe.close()
 
 
 def new_token() -> str:
