@@ -48,6 +48,10 @@ class DCGANGenerator(nn.Module):
     def site_channels(self) -> dict[str, int]:
         return {"layer3_out": self.config.ngf * 2}
 
+    # An α map is given at the output's 64x64; the site's 16x16 features average 4x4 cells of it.
+    site_strides = {"layer3_out": 4}
+    map_pad = 0
+
     def forward(self, z: torch.Tensor, inject: Optional[Inject] = None) -> torch.Tensor:
         """z: (B, nz) or (B, nz, 1, 1); returns (B, nc, 64, 64) in [-1, 1]."""
         y = self.layer3(self.layer2(self.layer1(z.reshape(z.shape[0], -1, 1, 1))))

@@ -82,6 +82,13 @@ class StyleNet(nn.Module):
         c3 = self.config.encoder_widths[2]
         return {"res3_in": c3, "up1_in": c3, "out_in": self.config.decoder_widths[1]}
 
+    # Each site's features have the input's size divided by its stride, rounded up (the stride-2
+    # convolutions); the decoder's x2 upsamplings bring a side back to a multiple of 4, up to 3
+    # pixels more than the input's (cropped at the end). An α map is resized to a site's size by
+    # averaging stride x stride cells of the map, after padding it by ``map_pad`` replicated pixels.
+    site_strides = {"res3_in": 4, "up1_in": 4, "out_in": 1}
+    map_pad = 3
+
     def forward(self, x: torch.Tensor, inject: Optional[Inject] = None) -> torch.Tensor:
         """x: (B, 3, H, W) RGB in [0, 1]; returns (B, 3, H, W) RGB, nominally in [0, 1] (not clamped).
 

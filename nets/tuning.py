@@ -5,11 +5,17 @@ on O1. At inference each site computes ``x + α·ψ(x)`` (normal mode) or
 ``x + relu(α)·ψ_higher(x) + relu(-α)·ψ_lower(x)`` (dual mode). The same graph runs for every α:
 no Python branch looks at α's value, so one compiled / exported graph serves all α, and each sample
 of a batch may carry its own α.
+
+α may also vary over the picture: an optional α map ``(B or 1, 1, H, W)`` (at the input's size for a
+style net, at the output's for a DCGAN) multiplies α per pixel. Each site sees the map averaged over
+the cells its features cover (``site_strides``), so a site at 1/4 resolution gets the 4x4 area mean.
+A map of ones gives exactly the output without a map.
 """
 
 from typing import Iterator, Literal, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nets.dcgan import DCGANConfig, DCGANGenerator
@@ -100,11 +106,35 @@ class DynamicNet(nn.Module):
             return a.expand(batch, n_sites)
         raise ValueError(f"alpha of shape {tuple(a.shape)} fits neither {n_sites} sites nor batch {batch}")
 
-    def forward(self, x: torch.Tensor, alpha: Alpha = 0.0) -> torch.Tensor:
+    def site_maps(self, alpha_map: torch.Tensor, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The α map area-averaged for each site stride: stride -> (B or 1, 1, h', w'), at least as
+        large as that site's features (crop to them). Only shapes are inspected, never values."""
+        m = alpha_map
+        if m.dim() != 4 or m.shape[1] != 1 or m.shape[0] not in (1, x.shape[0]):
+            raise ValueError(f"an alpha map must have shape (B, 1, H, W) or (1, 1, H, W) for batch {x.shape[0]}, "
+                             f"not {tuple(m.shape)}")
+        if self.kind == "style" and tuple(m.shape[-2:]) != tuple(x.shape[-2:]):
+            raise ValueError(f"an alpha map of {m.shape[-1]}x{m.shape[-2]} does not fit a "
+                             f"{x.shape[-1]}x{x.shape[-2]} input: give it the input's size")
+        m = m.to(x.dtype if x.is_floating_point() else torch.float32)
+        pad = self.main.map_pad
+        if pad:
+            m = F.pad(m, (0, pad, 0, pad), mode="replicate")
+        strides = sorted({self.main.site_strides[s] for s in self.sites})
+        return {k: m if k == 1 else F.avg_pool2d(m, k, k) for k in strides}
+
+    def forward(self, x: torch.Tensor, alpha: Alpha = 0.0, alpha_map: Optional[torch.Tensor] = None) -> torch.Tensor:
         a = self.alpha_matrix(alpha, x.shape[0], x)
+        maps = None if alpha_map is None else self.site_maps(alpha_map, x)
 
         def inject(site: str, y: torch.Tensor) -> torch.Tensor:
             a_site = a[:, self._site_index[site]].reshape(-1, 1, 1, 1)
+            if maps is not None:
+                m = maps[self.main.site_strides[site]]
+                if m.shape[-2] < y.shape[-2] or m.shape[-1] < y.shape[-1]:
+                    raise ValueError(f"an alpha map of {m.shape[-1]}x{m.shape[-2]} at site {site} is smaller "
+                                     f"than its {y.shape[-1]}x{y.shape[-2]} features")
+                a_site = a_site * m[..., :y.shape[-2], :y.shape[-1]]     # (B, 1, h, w)
             if self.mode == "dual":
                 return (y + torch.relu(a_site) * self.higher[site](y)
                         + torch.relu(-a_site) * self.lower[site](y))

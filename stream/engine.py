@@ -6,6 +6,11 @@ non-blocking copy, converted and resized on the device, run through the net with
 device tensor that is updated in place, converted back to uint8 on the device and downloaded into
 a preallocated host buffer. Waiting for that download is the one host<->device sync per call.
 
+With ``EngineConfig.alpha_map`` each frame also carries an α map: uint8 (H_out, W_out), 255 = the
+frame's α, 0 = α 0 (the main net), at the processing size. It travels like the frames (a slot
+buffer, uploaded with them) and is a graph input of every backend, so it changes every frame
+without a recompile or a recapture. Without it the graph is exactly the one without maps.
+
 Backends (``EngineConfig.backend``; docs/benchmarks.md has the measurements behind the defaults):
 
 * ``eager``: plain torch. On CUDA the whole step (uint8 -> net -> uint8) is captured once per
@@ -64,6 +69,7 @@ class EngineConfig:
     threads: Optional[int] = None                 # CPU intra-op threads (process-wide); None = leave as is
     cuda_graphs: bool = True                      # CUDA: replay the step as a graph, one per slot
     split_convs: bool = True                      # CPU: RowSplitConv for wide kernels with <= 4 outputs
+    alpha_map: bool = False                       # each frame carries an α map (uint8 at the processing size)
 
 
 def pick_device(name: str) -> torch.device:
@@ -202,6 +208,13 @@ class Step(nn.Module):
         self.net, self.dtype, self.in_hw, self.out_hw, self.memory_format = net, dtype, in_hw, out_hw, memory_format
         self.net_hw = net_hw or out_hw
 
+    def pre_map(self, map_bhw_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H_out, W_out) -> (B, 1, H_net, W_net) in [0, 1], padded like the frames."""
+        m = (map_bhw_u8.to(self.dtype) / 255.0)[:, None]
+        if self.net_hw != self.out_hw:
+            m = F.pad(m, (0, self.net_hw[1] - self.out_hw[1], 0, self.net_hw[0] - self.out_hw[0]), mode="replicate")
+        return m
+
     def pre(self, frames_bhwc_u8: torch.Tensor) -> torch.Tensor:
         x = frames_bhwc_u8.permute(0, 3, 1, 2).to(self.dtype) / 255.0
         if self.out_hw != self.in_hw:
@@ -215,8 +228,10 @@ class Step(nn.Module):
             y_nchw = y_nchw[..., :self.out_hw[0], :self.out_hw[1]]
         return (y_nchw.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
 
-    def forward(self, frames_bhwc_u8: torch.Tensor, alpha_bs: torch.Tensor) -> torch.Tensor:
-        return self.post(self.net(self.pre(frames_bhwc_u8), alpha_bs.to(self.dtype)))
+    def forward(self, frames_bhwc_u8: torch.Tensor, alpha_bs: torch.Tensor,
+                map_bhw_u8: Optional[torch.Tensor] = None) -> torch.Tensor:
+        alpha_map = None if map_bhw_u8 is None else self.pre_map(map_bhw_u8)
+        return self.post(self.net(self.pre(frames_bhwc_u8), alpha_bs.to(self.dtype), alpha_map))
 
 
 @dataclass
@@ -229,7 +244,7 @@ class Prepared:
     requested: str = ""                           # what prepare was asked for
     run_full_batch: bool = False                  # compiled / captured code has the static max_batch shape
     compiled: Any = None                          # torch.compile'd step
-    ort: Any = None                               # (session, {n: io_binding})
+    ort: Any = None                               # (session, {n: io_binding}, x, y, alpha map)
     graphs: list = field(default_factory=list)    # CUDA graph per slot
     setup_s: float = 0.0
     notes: list = field(default_factory=list)
@@ -244,6 +259,8 @@ class _Slot:
     in_dev: torch.Tensor
     alpha_dev: torch.Tensor
     out_dev: torch.Tensor
+    map_host: Optional[torch.Tensor] = None     # (B, H_out, W_out) uint8 with EngineConfig.alpha_map
+    map_dev: Optional[torch.Tensor] = None
     uploaded: Any = None        # CUDA events
     computed: Any = None
     downloaded: Any = None
@@ -282,6 +299,8 @@ class Engine:
         if config.threads is not None and self.device.type == "cpu":
             torch.set_num_threads(config.threads)
         self.n_sites = len(net.sites)
+        self.alpha_map = config.alpha_map
+        self.map_hw = self.out_hw              # the size of the α maps a call takes
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self._cuda = self.device.type == "cuda"
         self._copies = self.device.type != "cpu"
@@ -306,10 +325,14 @@ class Engine:
         alpha_host = torch.zeros((b, self.n_sites), dtype=torch.float32, pin_memory=pin)
         out_host = torch.zeros((b, oh, ow, 3), dtype=torch.uint8, pin_memory=pin)
         slot = _Slot(in_host, alpha_host, out_host, out_host.numpy(), in_host, alpha_host, out_host)
+        if self.alpha_map:
+            slot.map_host = slot.map_dev = torch.full((b, oh, ow), 255, dtype=torch.uint8, pin_memory=pin)
         if self._copies:
             slot.in_dev = torch.zeros_like(in_host, device=self.device)
             slot.alpha_dev = torch.zeros_like(alpha_host, device=self.device)
             slot.out_dev = torch.zeros_like(out_host, device=self.device)
+            if self.alpha_map:
+                slot.map_dev = slot.map_host.to(self.device)
         if self._cuda:
             slot.uploaded, slot.computed, slot.downloaded = torch.cuda.Event(), torch.cuda.Event(), torch.cuda.Event()
         return slot
@@ -336,14 +359,15 @@ class Engine:
             p.requires_grad_(False)
         step = Step(net, self.dtype, self.in_hw, self.out_hw, self.memory_format, self.net_hw).eval()
         prepared = Prepared(net, step, backend or self.backend, requested=backend or self.backend)
-        scratch_in = torch.zeros_like(self._slots[0].in_dev)
-        scratch_alpha = torch.zeros_like(self._slots[0].alpha_dev)
+        slot0 = self._slots[0]
+        scratch = (torch.zeros_like(slot0.in_dev), torch.zeros_like(slot0.alpha_dev),
+                   *((torch.full_like(slot0.map_dev, 255),) if self.alpha_map else ()))
         if prepared.backend == "compile":
-            self._compile(prepared, scratch_in, scratch_alpha)
+            self._compile(prepared, scratch)
         elif prepared.backend == "onnxruntime":
             self._build_ort(prepared)
         if self._cuda and self.config.cuda_graphs:
-            self._capture(prepared, scratch_in, scratch_alpha)
+            self._capture(prepared, scratch)
         elif self._cuda:
             # The weights were converted (dtype, channels_last) and the slots zeroed by kernels on
             # this thread's current stream; the engine's own streams do not wait for that stream.
@@ -351,7 +375,11 @@ class Engine:
         prepared.setup_s = time.perf_counter() - started
         return prepared
 
-    def _compile(self, prepared: Prepared, scratch_in: torch.Tensor, scratch_alpha: torch.Tensor) -> None:
+    def _inputs(self, slot: _Slot) -> tuple:
+        """The device tensors a step reads for ``slot``: frames, α and, with maps, the α map."""
+        return (slot.in_dev, slot.alpha_dev, slot.map_dev) if self.alpha_map else (slot.in_dev, slot.alpha_dev)
+
+    def _compile(self, prepared: Prepared, scratch: tuple) -> None:
         import torch._inductor.config as inductor_config
 
         # Every prepared net is a new graph for the one Step.forward code object (weights are
@@ -367,7 +395,7 @@ class Engine:
             compiled = torch.compile(prepared.step, dynamic=False, fullgraph=True)
             with torch.inference_mode(), inductor_config.patch(freezing=COMPILE_FREEZING and self.device.type == "cpu"):
                 for _ in range(2):      # the first call compiles; the second checks nothing recompiles
-                    compiled(scratch_in, scratch_alpha)
+                    compiled(*scratch)
         except Exception as e:  # inductor raises many types (missing compiler headers, lowering gaps)
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             note = f"torch.compile failed ({first}), so the eager torch backend runs instead"
@@ -382,7 +410,7 @@ class Engine:
 
         from stream.export import onnx_bytes
 
-        model = onnx_bytes(prepared.net, self.net_hw)
+        model = onnx_bytes(prepared.net, self.net_hw, alpha_map=self.alpha_map)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.config.threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -391,25 +419,30 @@ class Engine:
         b, (oh, ow) = self.config.max_batch, self.net_hw
         x_np = np.zeros((b, 3, oh, ow), np.float32)
         y_np = np.zeros((b, 3, oh, ow), np.float32)
+        m_np = np.ones((b, 1, oh, ow), np.float32) if self.alpha_map else None
         alpha_np = self._slots[0].alpha_host.numpy()
         bindings = {}
         for n in range(1, b + 1):   # one binding per batch size, made once: no per-call allocation
             io = session.io_binding()
             io.bind_ortvalue_input("x", ort.OrtValue.ortvalue_from_numpy(x_np[:n]))
             io.bind_ortvalue_input("alpha", ort.OrtValue.ortvalue_from_numpy(alpha_np[:n]))
+            if m_np is not None:
+                io.bind_ortvalue_input("alpha_map", ort.OrtValue.ortvalue_from_numpy(m_np[:n]))
             io.bind_ortvalue_output("y", ort.OrtValue.ortvalue_from_numpy(y_np[:n]))
             bindings[n] = io
-        prepared.ort = (session, bindings, torch.from_numpy(x_np), torch.from_numpy(y_np))
+        prepared.ort = (session, bindings, torch.from_numpy(x_np), torch.from_numpy(y_np),
+                        None if m_np is None else torch.from_numpy(m_np))
 
-    def _capture(self, prepared: Prepared, scratch_in: torch.Tensor, scratch_alpha: torch.Tensor) -> None:
+    def _capture(self, prepared: Prepared, scratch: tuple) -> None:
         """Warm up on scratch buffers on a side stream (cuDNN picks its algorithms, compile
-        compiles), then capture one graph per slot reading that slot's input and α tensors."""
+        compiles), then capture one graph per slot reading that slot's input, α (and α map)
+        tensors."""
         fn = prepared.compiled or prepared.step
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.inference_mode(), torch.cuda.stream(side):
             for _ in range(3):
-                fn(scratch_in, scratch_alpha)
+                fn(*scratch)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graphs = []
         pool = torch.cuda.graph_pool_handle()   # per prepared net: a model being captured never
@@ -417,7 +450,7 @@ class Engine:
             for slot in self._slots:
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-                    slot.out_dev.copy_(fn(slot.in_dev, slot.alpha_dev))
+                    slot.out_dev.copy_(fn(*self._inputs(slot)))
                 graphs.append(graph)
         torch.cuda.synchronize(self.device)
         prepared.graphs, prepared.run_full_batch = graphs, True
@@ -440,16 +473,20 @@ class Engine:
 
     # --- the hot path --------------------------------------------------------------------------
 
-    def run(self, frames_hwc_u8: Sequence[np.ndarray], alpha_bs: np.ndarray) -> np.ndarray:
-        """Stylize ``len(frames)`` frames; ``alpha_bs[i]`` is frame i's α per site.
+    def run(self, frames_hwc_u8: Sequence[np.ndarray], alpha_bs: np.ndarray,
+            maps_hw_u8: Optional[Sequence[np.ndarray]] = None) -> np.ndarray:
+        """Stylize ``len(frames)`` frames; ``alpha_bs[i]`` is frame i's α per site and, on an
+        engine with ``alpha_map``, ``maps_hw_u8[i]`` its α map (uint8 ``map_hw``; None: all 255,
+        the α as given).
 
         Returns a (n, H_out, W_out, 3) uint8 view of an internal buffer, valid until the next call.
         """
-        self.submit(frames_hwc_u8, alpha_bs)
+        self.submit(frames_hwc_u8, alpha_bs, maps_hw_u8)
         return self.collect()
 
     @torch.inference_mode()
-    def submit(self, frames_hwc_u8: Sequence[np.ndarray], alpha_bs: np.ndarray) -> None:
+    def submit(self, frames_hwc_u8: Sequence[np.ndarray], alpha_bs: np.ndarray,
+               maps_hw_u8: Optional[Sequence[np.ndarray]] = None) -> None:
         """Start a call; at most one call (two on CUDA) may be pending before ``collect``."""
         n = len(frames_hwc_u8)
         if not 1 <= n <= self.config.max_batch:
@@ -463,12 +500,22 @@ class Engine:
         for i, frame in enumerate(frames_hwc_u8):
             slot.in_host[i].numpy()[...] = frame
         slot.alpha_host[:n].numpy()[...] = alpha_bs[:n]
+        if self.alpha_map:
+            if maps_hw_u8 is None:
+                slot.map_host[:n].fill_(255)
+            else:
+                for i in range(n):
+                    slot.map_host[i].numpy()[...] = maps_hw_u8[i]
+        elif maps_hw_u8 is not None:
+            raise ValueError("this engine takes no alpha maps: make it with EngineConfig(alpha_map=True)")
         if self._cuda:
             self._submit_cuda(slot, n)
         else:
             if self._copies:
                 slot.in_dev[:n].copy_(slot.in_host[:n])
                 slot.alpha_dev[:n].copy_(slot.alpha_host[:n])
+                if self.alpha_map:
+                    slot.map_dev[:n].copy_(slot.map_host[:n])
             self._compute_on(slot, n)
             if self._copies:
                 slot.out_host[:n].copy_(slot.out_dev[:n])
@@ -487,6 +534,8 @@ class Engine:
             self._h2d.wait_event(slot.computed)        # the previous compute on this slot has read it
             slot.in_dev[:n].copy_(slot.in_host[:n], non_blocking=True)
             slot.alpha_dev[:n].copy_(slot.alpha_host[:n], non_blocking=True)
+            if self.alpha_map:
+                slot.map_dev[:n].copy_(slot.map_host[:n], non_blocking=True)
             slot.uploaded.record(self._h2d)
         with torch.cuda.stream(self._compute):
             self._compute.wait_event(slot.uploaded)
@@ -503,14 +552,16 @@ class Engine:
         if p.graphs:
             p.graphs[self._slots.index(slot)].replay()
         elif p.compiled is not None:
-            slot.out_dev.copy_(p.compiled(slot.in_dev, slot.alpha_dev))
+            slot.out_dev.copy_(p.compiled(*self._inputs(slot)))
         elif p.ort is not None:
-            session, bindings, x_t, y_t = p.ort
+            session, bindings, x_t, y_t, m_t = p.ort
             x_t[:n].copy_(p.step.pre(slot.in_dev[:n]))
+            if m_t is not None:
+                m_t[:n].copy_(p.step.pre_map(slot.map_dev[:n]))
             session.run_with_iobinding(bindings[n])
             slot.out_dev[:n].copy_(p.step.post(y_t[:n]))
         else:
-            slot.out_dev[:n].copy_(p.step(slot.in_dev[:n], slot.alpha_dev[:n]))
+            slot.out_dev[:n].copy_(p.step(*(t[:n] for t in self._inputs(slot))))
 
 
 def _copy_net(net: DynamicNet) -> DynamicNet:

@@ -2,7 +2,9 @@
 
 Style nets: inputs ``x`` (B, 3, H, W) float RGB in [0, 1] and ``alpha`` (B, S) float (one α per
 frame and tuning site, sites in ``net.sites`` order); output ``y`` (B, 3, H, W), not clamped.
-Batch, height and width are dynamic. DCGAN generators: inputs ``z`` (B, nz) and ``alpha`` (B, S);
+Batch, height and width are dynamic. With ``alpha_map=True`` a third input ``alpha_map``
+(B, 1, H, W) float in [0, 1] multiplies α per pixel (``nets.tuning``; for a DCGAN at its 64x64
+output size). DCGAN generators: inputs ``z`` (B, nz) and ``alpha`` (B, S);
 output ``y`` (B, nc, 64, 64). The site names, mode and α range travel in the model's metadata.
 
 Uses torch's TorchScript-based exporter (``dynamo=False``): the dynamo exporter needs the extra
@@ -30,23 +32,30 @@ class ExportError(DynastreamError):
     pass
 
 
-def _example(net: DynamicNet, hw: tuple[int, int], batch: int) -> tuple[tuple, list, dict]:
+def _example(net: DynamicNet, hw: tuple[int, int], batch: int, alpha_map: bool = False) -> tuple[tuple, list, dict]:
     alpha = torch.full((batch, len(net.sites)), 0.5)
     if net.kind == "dcgan":
         z = torch.randn(batch, net.main.config.nz)
-        return (z, alpha), ["z", "alpha"], {"z": {0: "batch"}, "alpha": {0: "batch"}, "y": {0: "batch"}}
-    x = torch.rand(batch, 3, *hw)
-    axes = {"x": {0: "batch", 2: "height", 3: "width"}, "alpha": {0: "batch"},
-            "y": {0: "batch", 2: "height", 3: "width"}}
-    return (x, alpha), ["x", "alpha"], axes
+        args, names, axes = (z, alpha), ["z", "alpha"], {"z": {0: "batch"}, "alpha": {0: "batch"}, "y": {0: "batch"}}
+        map_hw, map_axes = (64, 64), {0: "batch"}
+    else:
+        x = torch.rand(batch, 3, *hw)
+        args, names = (x, alpha), ["x", "alpha"]
+        axes = {"x": {0: "batch", 2: "height", 3: "width"}, "alpha": {0: "batch"},
+                "y": {0: "batch", 2: "height", 3: "width"}}
+        map_hw, map_axes = hw, {0: "batch", 2: "height", 3: "width"}
+    if alpha_map:
+        args, names, axes = (*args, torch.rand(batch, 1, *map_hw)), [*names, "alpha_map"], {**axes, "alpha_map": map_axes}
+    return args, names, axes
 
 
-def onnx_bytes(net: DynamicNet, hw: tuple[int, int] = (64, 64), opset: int = OPSET) -> bytes:
-    """The serialized ONNX model of ``net`` (traced at ``hw``; the graph accepts any size)."""
+def onnx_bytes(net: DynamicNet, hw: tuple[int, int] = (64, 64), opset: int = OPSET, alpha_map: bool = False) -> bytes:
+    """The serialized ONNX model of ``net`` (traced at ``hw``; the graph accepts any size), with
+    an ``alpha_map`` input when asked."""
     param = next(net.parameters())
     if param.device.type != "cpu" or param.dtype != torch.float32:
         raise ExportError("export takes an fp32 net on the CPU")
-    args, names, axes = _example(net, hw, batch=2)
+    args, names, axes = _example(net, hw, batch=2, alpha_map=alpha_map)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation and tracer notes
@@ -70,7 +79,7 @@ def _with_metadata(model_bytes: bytes, net: DynamicNet) -> bytes:
     return model.SerializeToString()
 
 
-def export_onnx(net: DynamicNet, path: Union[str, os.PathLike], opset: int = OPSET) -> Path:
+def export_onnx(net: DynamicNet, path: Union[str, os.PathLike], opset: int = OPSET, alpha_map: bool = False) -> Path:
     """Write ``net`` as ONNX to ``path`` atomically (temporary file in the same folder, renamed)."""
     path = Path(path)
     if path.is_dir():
@@ -80,7 +89,7 @@ def export_onnx(net: DynamicNet, path: Union[str, os.PathLike], opset: int = OPS
         raise ExportError(f"cannot write {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise ExportError(f"cannot write {path}: folder {folder} is not writable")
-    data = onnx_bytes(net.to("cpu", torch.float32), opset=opset)
+    data = onnx_bytes(net.to("cpu", torch.float32), opset=opset, alpha_map=alpha_map)
     try:
         with atomic_open(path) as f:   # mode 0666 less the umask, not mkstemp's 0600
             f.write(data)
