@@ -171,6 +171,12 @@ class Track:
     def save(self, path: Union[str, Path]) -> Path:
         """Write the track as YAML (``.yaml``/``.yml``) or CSV (``.csv``)."""
         path = Path(path)
+        path.write_text(self.text(path))
+        return path
+
+    def text(self, path: Union[str, Path]) -> str:
+        """The file ``save`` writes to ``path`` (its suffix picks CSV or YAML)."""
+        path = Path(path)
         a = self.arrays
         positions = [_num(p) for p in a.position.tolist()]
         if path.suffix.lower() == ".csv":
@@ -187,8 +193,7 @@ class Track:
                 else:
                     value = "{" + ", ".join(f"{s}: {_float(x)}" for s, x in zip(self.sites, row)) + "}"
                 lines.append(f"  - {{{axis}: {p}, alpha: {value}}}")
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return "\n".join(lines) + "\n"
 
     @classmethod
     def from_samples(cls, times_s: Sequence[float], alphas: np.ndarray, sites: Sequence[str],

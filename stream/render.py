@@ -1,5 +1,6 @@
 """Offline render: every frame of a video (or an image, or a folder of images) through the net,
-each frame with its own α from a keyframe track.
+each frame with its own α from a keyframe track (or from the input's audio: ``stream.audiotrack``),
+and optionally an α map (``stream.alphamap``) that scales that α over the picture.
 
 Video::
 
@@ -29,6 +30,8 @@ import numpy as np
 import nets
 from nets.errors import DynastreamError
 from stream import signals
+from stream.alphamap import MapSource, open_map, parse_spec
+from stream.audiotrack import AudioOptions, audio_track
 from stream.engine import Engine, EngineConfig
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
@@ -70,6 +73,8 @@ class RenderConfig:
     keep_partial: bool = False
     skip_damaged: bool = False               # damaged input: leave those frames out (counted) instead of stopping
     fps: float = 25.0                        # a folder of images is a sequence at this rate (for t keys)
+    alpha_map: Optional[str] = None          # an α map spec (stream.alphamap): image, video, radial, linear:ANGLE
+    audio: Optional[AudioOptions] = None     # α follows the input's audio (stream.audiotrack)
 
 
 @dataclass
@@ -233,8 +238,18 @@ def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = R
     if kind == "folder" and output_path.exists() and not output_path.is_dir():
         raise RenderError(f"a folder of images renders to a folder, and {output_path} is a file")
     check_output(output_path, [input_path], folder_ok=kind == "folder", notice=notice)
+    if config.alpha_map is not None:
+        parse_spec(config.alpha_map)   # its form and files, before any work
+    if config.audio is not None and (config.alpha is not None or config.keyframes is not None):
+        raise RenderError("give one of a constant alpha, a keyframe file or alpha from the audio")
+    if config.audio is not None and kind != "video":
+        raise RenderError(f"alpha from audio needs a video with sound, and {input_path.name} is "
+                          f"{'an image' if kind == 'image' else 'a folder of images'}")
     net = load_style_model(config.model)
-    track = alpha_track(net, config.alpha, config.keyframes, config.allow_extrapolation)
+    if config.audio is not None:
+        track = audio_track(input_path, net.sites, net.alpha_range, config.audio, config.allow_extrapolation)
+    else:
+        track = alpha_track(net, config.alpha, config.keyframes, config.allow_extrapolation)
     if kind == "video":
         return render_video(input_path, output_path, net, track, config, progress)
     if kind == "image":
@@ -296,11 +311,13 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
     try:
         h, w, _ = source.shape_hwc
         engine = Engine(net, EngineConfig(device=config.device, size_wh=output_size((h, w), config.size_wh, config.scale),
-                                          max_batch=config.batch), (h, w))
+                                          max_batch=config.batch, alpha_map=config.alpha_map is not None), (h, w))
+        oh, ow = engine.out_hw
+        alpha_map = None if config.alpha_map is None else open_map(config.alpha_map, (ow, oh), source.fps)
     except BaseException:
         source.close()
         raise
-    oh, ow = engine.out_hw
+    maps_bhw = np.full((config.batch, oh, ow), 255, np.uint8)
     stats = RenderStats(output_path, damage=source.damage)
     b, n_sites = config.batch, len(track.sites)
     ring_in = FrameRing(2 * b + 1, source.shape_hwc, "block", n_alpha=n_sites)
@@ -347,9 +364,11 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
                 break
             for i, frame in enumerate(batch):
                 track.alpha_into(alpha_bs[i], t=frame.time_s, frame=frame.index, fps=source.fps)
+                if alpha_map is not None:
+                    alpha_map.map_into(maps_bhw[i], frame.time_s, frame.index)
                 rgbs.append(frame.rgb_hwc_u8)
             t0 = time.perf_counter()
-            out_bhwc_u8 = engine.run(rgbs, alpha_bs)
+            out_bhwc_u8 = engine.run(rgbs, alpha_bs, maps_bhw if alpha_map is not None else None)
             stats.infer_s += time.perf_counter() - t0
             for i, frame in enumerate(batch):
                 slot = None
@@ -389,6 +408,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
     finally:
         _join(decoder, encoder)
         source.close()
+        if alpha_map is not None:
+            alpha_map.close()
         bar.close()
         stats.wall_s = time.perf_counter() - start
         stats.decode_s = timed.busy_s
@@ -425,6 +446,7 @@ def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: 
     """Image i of ``pairs`` is frame i of a sequence at ``config.fps``; one Engine per image size."""
     stats = RenderStats(output, unit="image")
     engines: dict[tuple[int, int], Engine] = {}
+    maps: dict[tuple[int, int], tuple[MapSource, np.ndarray]] = {}   # per size: the α map source and buffer
     alpha_1s = np.zeros((1, len(track.sites)), np.float32)
     bar = Progress(len(pairs), "image", output.name, progress)
     start = time.perf_counter()
@@ -436,9 +458,17 @@ def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: 
             in_hw = rgb.shape[:2]
             if in_hw not in engines:
                 size = output_size(in_hw, config.size_wh, config.scale)
-                engines[in_hw] = Engine(net, EngineConfig(device=config.device, size_wh=size), in_hw)
+                engines[in_hw] = Engine(net, EngineConfig(device=config.device, size_wh=size,
+                                                          alpha_map=config.alpha_map is not None), in_hw)
+                if config.alpha_map is not None:
+                    oh, ow = engines[in_hw].out_hw
+                    maps[in_hw] = (open_map(config.alpha_map, (ow, oh), config.fps), np.empty((1, oh, ow), np.uint8))
             track.alpha_into(alpha_1s[0], t=i / config.fps, frame=i, fps=config.fps)
-            out = engines[in_hw].run([rgb], alpha_1s)
+            map_1hw = None
+            if in_hw in maps:
+                source, map_1hw = maps[in_hw]
+                source.map_into(map_1hw[0], i / config.fps, i)
+            out = engines[in_hw].run([rgb], alpha_1s, map_1hw)
             t2 = time.perf_counter()
             write_image(dst, out[0], shown_as=dst if dst == output else output / dst.name)
             t3 = time.perf_counter()
@@ -449,6 +479,8 @@ def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: 
             stats.size_wh = (out.shape[2], out.shape[1])
             bar.update()
     finally:
+        for source, _ in maps.values():
+            source.close()
         bar.close()
     stats.wall_s = time.perf_counter() - start
     return stats
