@@ -177,7 +177,7 @@ def audio_track(path: Union[str, Path], sites: Sequence[str], alpha_range: tuple
     hop_of = np.minimum(np.round(times_s / HOP_S).astype(np.int64), len(env) - 1)
     starts = np.concatenate([[0], hop_of[:-1] + 1])
     value = np.array([env[s:e + 1].max() if e >= s else env[e] for s, e in zip(starts, hop_of)], np.float64)
-    alpha = options.low + (options.high - options.low) * value
+    alpha = np.round(options.low + (options.high - options.low) * value, 4)   # readable keys
     alphas = np.repeat(alpha[:, None], len(sites), axis=1).astype(np.float32)
     track = Track.from_samples(np.round(start_s + times_s, 6), alphas, sites, name=f"audio of {Path(path).name}")
     track.check_range(alpha_range, allow_extrapolation)

@@ -50,6 +50,8 @@ def add_live(sub) -> None:
                    "--record (default .)")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for inference")
     p.add_argument("--keyframes", metavar="FILE", help="drive alpha from a keyframe track (YAML or CSV, as for render)")
+    p.add_argument("--alpha-map", metavar="SPEC", help="scale alpha over the picture: an image, a video (looped), "
+                   "radial[:cx=..,cy=..,radius=..,width=..] or linear:ANGLE[,cx=..,cy=..,width=..] (see README)")
     p.add_argument("--midi", nargs="?", const="", metavar="NAME",
                    help="take alpha from the first MIDI input, or the one whose name contains NAME")
     p.add_argument("--midi-map", metavar="FILE", help="MIDI mapping YAML (default: configs/midi.yaml)")
@@ -78,7 +80,7 @@ def add_live(sub) -> None:
 
 
 _LIVE_FLAGS = ("source", "model", "device", "precision", "backend", "size", "scale", "input_size", "fps", "loop", "headless",
-               "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "midi",
+               "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "alpha_map", "midi",
                "midi_map", "record", "stats_json", "walk_seed", "walk_seconds", "osc.port", "osc.host", "osc.map",
                "web.port", "web.host", "web.token", "virtual_cam")
 
@@ -163,7 +165,14 @@ def add_render(sub) -> None:
     a = p.add_mutually_exclusive_group()
     a.add_argument("--alpha", type=_finite, help="a constant alpha (default: the middle of the model's range)")
     a.add_argument("--keyframes", metavar="FILE", help="an alpha track (.yaml or .csv)")
+    a.add_argument("--alpha-from-audio", action="store_true",
+                   help="alpha follows the input's own audio (as `dynastream track from-audio` writes it)")
     p.add_argument("--allow-extrapolation", action="store_true", help="allow alpha outside the model's range")
+    p.add_argument("--alpha-map", metavar="SPEC",
+                   help="scale alpha over the picture: an image (white = the alpha, black = 0), a video (frame k for "
+                        "frame k), radial[:cx=..,cy=..,radius=..,width=..] or linear:ANGLE[,cx=..,cy=..,width=..]; "
+                        "any parameter may be a keyframe file (see README)")
+    _add_audio_options(p, "with --alpha-from-audio: ")
     s = p.add_mutually_exclusive_group()
     s.add_argument("--size", type=_size_wh, metavar="WxH", help="processing and output size (default: the input's)")
     s.add_argument("--scale", type=_positive(float, MAX_SCALE), metavar="S", help="processing and output size as a factor of the input's")
@@ -184,13 +193,44 @@ def add_render(sub) -> None:
     p.set_defaults(run=run_render)
 
 
+def _add_audio_options(p, prefix: str = "") -> None:
+    g = p.add_argument_group("alpha from audio")
+    g.add_argument("--feature", choices=("onset", "rms", "both"), default=None,
+                   help=prefix + "onset strength (beats, attacks; default), rms (loudness) or both")
+    g.add_argument("--low", type=_finite, default=None, help=prefix + "alpha at silence (default: the low end of "
+                   "the model's range)")
+    g.add_argument("--high", type=_finite, default=None, help=prefix + "alpha at the loudest moments (default: the "
+                   "high end of the model's range)")
+    g.add_argument("--attack", type=_finite, default=None, metavar="S", help=prefix + "seconds alpha takes to rise "
+                   "(time constant, default 0.01)")
+    g.add_argument("--release", type=_finite, default=None, metavar="S", help=prefix + "seconds alpha takes to fall "
+                   "(time constant, default 0.25)")
+    g.add_argument("--key-rate", type=_finite, default=None, metavar="N", help=prefix + "keys per second "
+                   "(default 25)")
+
+
+_AUDIO_FLAGS = {"feature": "feature", "low": "low", "high": "high", "attack": "attack_s", "release": "release_s",
+                "key_rate": "rate"}
+
+
+def _audio_options(args: argparse.Namespace):
+    from stream.audiotrack import AudioOptions
+
+    given = {field: getattr(args, flag) for flag, field in _AUDIO_FLAGS.items() if getattr(args, flag) is not None}
+    return AudioOptions(**given)
+
+
 def run_render(args: argparse.Namespace) -> int:
     from stream.render import RenderConfig, render
     from stream.writer import VideoOptions
 
     if args.crf is not None and not 0 <= args.crf <= 63:
         raise DynastreamError(f"--crf must be from 0 to 63, not {args.crf:g}")
+    stray = [f"--{flag.replace('_', '-')}" for flag in _AUDIO_FLAGS if getattr(args, flag) is not None]
+    if stray and not args.alpha_from_audio:
+        raise DynastreamError(f"{stray[0]} shapes alpha taken from audio: add --alpha-from-audio")
     config = RenderConfig(model=args.model, alpha=args.alpha, keyframes=args.keyframes,
+                          alpha_map=args.alpha_map, audio=_audio_options(args) if args.alpha_from_audio else None,
                           allow_extrapolation=args.allow_extrapolation, size_wh=args.size, scale=args.scale,
                           batch=args.batch, device=args.device,
                           video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
@@ -341,6 +381,8 @@ def add_export(sub) -> None:
     p.add_argument("model", help="zoo name, checkpoint path or untrained:* name")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write (written atomically)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--alpha-map", action="store_true",
+                   help="add an input alpha_map (B, 1, H, W) in [0, 1] that scales alpha per pixel")
     p.set_defaults(run=run_export)
 
 
@@ -349,9 +391,51 @@ def run_export(args: argparse.Namespace) -> int:
     from stream.export import export_onnx
 
     net = nets.load(args.model)
-    path = export_onnx(net, args.output, opset=args.opset)
-    print(f"wrote {path}: inputs {'z' if net.kind == 'dcgan' else 'x'} and alpha (one per frame and site: "
-          f"{', '.join(net.sites)}), output y")
+    path = export_onnx(net, args.output, opset=args.opset, alpha_map=args.alpha_map)
+    print(f"wrote {path}: inputs {'z' if net.kind == 'dcgan' else 'x'}, alpha (one per frame and site: "
+          f"{', '.join(net.sites)}){' and alpha_map' if args.alpha_map else ''}, output y")
+    return 0
+
+
+# --- track ------------------------------------------------------------------------------------
+
+def add_track(sub) -> None:
+    p = sub.add_parser("track", help="make alpha keyframe tracks (from audio)",
+                       description="Make alpha keyframe tracks, the files render --keyframes and live --keyframes read.")
+    tsub = p.add_subparsers(dest="track_command", metavar="WHAT", required=True)
+    q = tsub.add_parser("from-audio", help="a track that follows a file's audio",
+                        description="Write a keyframe track whose alpha follows the audio of a file (any file PyAV "
+                                    "reads: video or sound): onset strength and/or loudness, smoothed with "
+                                    "--attack/--release and mapped from --low (silence) to --high (loudest).")
+    q.add_argument("input", help="a video or audio file")
+    q.add_argument("-o", "--output", required=True, help="the track to write (.yaml, .yml or .csv)")
+    q.add_argument("--model", default=DEFAULT_MODEL, help="the model whose alpha range applies (default %(default)s)")
+    q.add_argument("--allow-extrapolation", action="store_true", help="allow --low/--high outside the model's range")
+    _add_audio_options(q)
+    q.set_defaults(run=run_track_from_audio)
+
+
+def run_track_from_audio(args: argparse.Namespace) -> int:
+    import nets
+    from nets.atomic import atomic_open
+    from stream.audiotrack import audio_track
+    from stream.writer import check_output
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".yaml", ".yml", ".csv"):
+        raise DynastreamError(f"a keyframe track ends in .yaml, .yml or .csv, not {short_repr(out.name)}")
+    check_output(out, [args.input])
+    net = nets.load(args.model)
+    track = audio_track(args.input, ("alpha",), net.alpha_range, _audio_options(args), args.allow_extrapolation)
+    text = track.text(out)
+    try:
+        with atomic_open(out, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise DynastreamError(f"cannot write {out} ({e.strerror or e})") from None
+    values = track.arrays.alpha_ns[:, 0]
+    print(f"wrote {out}: {len(values)} keys over {track.arrays.position[-1]:.1f} s, alpha {values.min():.3g} "
+          f"to {values.max():.3g}")
     return 0
 
 
@@ -532,7 +616,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------
 
-COMMANDS = (add_live, add_render, add_train, add_bench, add_export, add_models, add_generate, add_eval)
+COMMANDS = (add_live, add_render, add_track, add_train, add_bench, add_export, add_models, add_generate, add_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

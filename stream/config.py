@@ -106,7 +106,7 @@ _LIVE_FIELDS: dict[str, Callable] = {
     "loop": _bool, "headless": _bool, "frames": _int_at_least(0),
     "window": _opt(parse_size), "fullscreen": _bool, "hud": _bool,
     "save_dir": _str, "ring_slots": _int_in(2, MAX_RING_SLOTS), "threads": _int_in(0, MAX_THREADS),
-    "keyframes": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
+    "keyframes": _opt(_str), "alpha_map": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
     "walk_seed": _int_in(0, MAX_SEED), "walk_seconds": _positive(3600.0),
 }
 _CONTROL_FIELDS: dict[str, Callable] = {

@@ -33,6 +33,7 @@ from nets.atomic import atomic_open
 from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 from stream import signals
+from stream.alphamap import MapSource, open_map
 from stream.controls import (Action, AlphaController, Command, ControllerConfig, ControlsError, MidiInput,
                              MidiMap, handle_event, open_midi)
 from stream.display import HudInfo, Window
@@ -76,6 +77,7 @@ class LiveConfig:
     threads: int = 0                              # torch CPU threads; 0 = torch's default
     controls: ControllerConfig = ControllerConfig()
     keyframes: Optional[str] = None               # an α track (YAML or CSV, stream.keyframes)
+    alpha_map: Optional[str] = None               # an α map spec (stream.alphamap), scaling α over the picture
     midi: bool = False
     midi_device: str = ""                         # part of the device name; "" = the first input
     midi_map: MidiMap = MidiMap()
@@ -292,13 +294,14 @@ class LivePipeline:
         else:
             self.size_wh = processing_size((w, h), c.size, c.scale, device.type)
             view_wh, what = (w, h), f"{self.source.name} {w}x{h}"
+        self.alpha_map = self._open_alpha_map()
         self.window: Optional[Window] = None
         if not c.headless:
             self.window = Window(window_size(view_wh, c.window), f"dynastream - {self.source.name}",
                                  c.fullscreen, c.hud, c.save_dir)
             self.window.show_status(f"loading {c.models[0]} ...")
         self.engine_config = EngineConfig(device=c.device, precision=c.precision, backend=c.backend, size_wh=self.size_wh,
-                                          channels_last=True, max_batch=1)
+                                          channels_last=True, max_batch=1, alpha_map=self.alpha_map is not None)
         self.engine = self._make_engine(net, start_eager=True)   # compiled (if at all) in the background
         self._warm_up(self.engine)
         self.net = net
@@ -336,6 +339,15 @@ class LivePipeline:
         """What the web page shows (read on its event loop's thread)."""
         return {**controller_state(self.controller, self._last_alpha), "model": self.stats.model,
                 "model_name": self.model_names[self.model_index], "models": self.model_names}
+
+    def _open_alpha_map(self) -> Optional[MapSource]:
+        """The α map source the inference thread asks for each frame's map (None without one)."""
+        spec = self.config.alpha_map
+        if spec is None:
+            return None
+        if self.kind == "dcgan":
+            raise LiveError("--alpha-map scales alpha over a stylized picture; a dcgan model's latent walk takes none")
+        return open_map(spec, self.size_wh, self.source.fps, at_end="loop")
 
     def _compile_in_background(self, net, name: str) -> None:
         """The first frames run eager at once; the compiled net takes over when it is ready."""
@@ -398,6 +410,8 @@ class LivePipeline:
         held_rgb = np.empty(self.source.shape_hwc, np.uint8)   # the picture kept while paused
         held = Frame(held_rgb)
         holding = False
+        alpha_map = self.alpha_map
+        map_1hw = None if alpha_map is None else np.full((1, self.size_wh[1], self.size_wh[0]), 255, np.uint8)
         walk = self.kind == "dcgan"
         try:
             while not self.stop.is_set():
@@ -434,7 +448,10 @@ class LivePipeline:
                 batch[0] = src.rgb_hwc_u8
                 if walk:
                     self.engine.seek(src.time_s)   # z of the walk at this frame's time
-                y = self.engine.run(batch, alpha_bs)
+                if alpha_map is None:
+                    y = self.engine.run(batch, alpha_bs)
+                else:
+                    y = self.engine.run(batch, alpha_bs, alpha_map.map_into(map_1hw[0], src.time_s, src.index)[None])
                 np.copyto(out.rgb_hwc_u8, y[0])
                 out.copy_meta_from(src)
                 if self.want_original:
@@ -713,6 +730,8 @@ class LivePipeline:
             self.window = None
         if getattr(self, "source", None) is not None and source_done:
             self.source.close()
+        if getattr(self, "alpha_map", None) is not None:
+            self.alpha_map.close()
 
     def _finish_stats(self, started: float, ended_by: str) -> None:
         s = self.stats
