@@ -56,7 +56,7 @@ class AlphaMapError(DynastreamError):
 class MapSpec:
     kind: Literal["image", "video", "radial", "linear"]
     path: Optional[Path] = None
-    params: dict = field(default_factory=dict)    # shape parameter -> float or keyframe file path
+    params: dict = field(default_factory=dict)    # shape parameter -> float, keyframe file path or Track
     text: str = ""
 
 
@@ -245,6 +245,8 @@ class ShapeMap:
             i = self.names.index(key)
             if isinstance(value, Path):
                 self.tracks[i] = _param_track(value, key, *defaults[key][1:])
+            elif isinstance(value, Track):    # made in code (bench, tests)
+                self.tracks[i] = value
             else:
                 self.constant[i] = value
         self._value = np.zeros(1, np.float32)

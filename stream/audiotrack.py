@@ -56,7 +56,7 @@ class AudioOptions:
             if not (math.isfinite(value) and 0 < value <= 60):
                 raise AudioTrackError(f"{name} must be a number of seconds above 0 and at most 60, not {value:g}")
         if not (math.isfinite(self.rate) and 1 <= self.rate <= 1000):
-            raise AudioTrackError(f"--rate must be from 1 to 1000 keys a second, not {self.rate:g}")
+            raise AudioTrackError(f"--key-rate must be from 1 to 1000 keys a second, not {self.rate:g}")
         lo, hi = alpha_range
         for name, value in (("--low", self.low), ("--high", self.high)):
             if not math.isfinite(value):

@@ -53,6 +53,7 @@ class BenchConfig:
     pipeline_frames: int = 120
     ablation_threads: tuple[int, ...] = ()   # CPU ablation of engine settings at these thread counts
     live_threads: tuple[int, ...] = ()       # torch threads to try in the live pipeline; () = as set
+    alpha_map: bool = True                   # also time each backend with a per-frame α map (batch 1)
     quick: bool = False
 
     @classmethod
@@ -243,6 +244,58 @@ def bench_engine(net: DynamicNet, device: str, backend: str, precision: str, siz
             "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb}
 
 
+def moving_radial(size_wh: tuple[int, int]):
+    """A radial α map whose centre sweeps across the picture once a second (``stream.alphamap``)."""
+    from stream.alphamap import MapSpec, ShapeMap
+    from stream.keyframes import Track
+
+    cx = Track.from_samples([0.0, 1.0], np.array([[0.2], [0.8]]), ("cx",), name="bench cx")
+    return ShapeMap(MapSpec("radial", params={"cx": cx}, text="radial:cx=moving"), size_wh, fps=30.0)
+
+
+def bench_alpha_map(net: DynamicNet, device: str, backend: str, precision: str, size_wh: tuple[int, int],
+                    cfg: BenchConfig) -> dict:
+    """Batch 1, α changing every call: the engine with an α map that moves every call (a radial
+    map computed on the host per call, uploaded, averaged to each site in the graph) against the
+    same engine settings without maps, timed in alternating runs in this process."""
+    w, h = size_wh
+    dev = pick_device(device)
+    with MemoryWindow(dev) as mem:
+        settings = dict(device=device, precision=precision, max_batch=1, backend=backend, threads=cfg.threads,
+                        cuda_graphs=cfg.cuda_graphs)
+        plain = Engine(net, EngineConfig(**settings), (h, w))
+        mapped = Engine(net, EngineConfig(**settings, alpha_map=True), (h, w))
+        oh, ow = mapped.map_hw
+        shape = moving_radial((ow, oh))
+        map_1hw = np.empty((1, oh, ow), np.uint8)
+        frames = sample_frames(4, h, w)
+        n_calls = cfg.frames + cfg.warmup
+        changing = alpha_sequence(n_calls, 1, plain.n_sites, net.alpha_range)
+        alpha_bs = np.zeros((1, plain.n_sites), np.float32)
+        host_s = []
+
+        def call(i: int, with_map: bool) -> None:
+            alpha_bs[...] = changing[i % n_calls]
+            if with_map:
+                t0 = time.perf_counter()
+                shape.map_into(map_1hw[0], i / 30.0, i)
+                host_s.append(time.perf_counter() - t0)
+                mapped.run([frames[i % 4]], alpha_bs, map_1hw)
+            else:
+                plain.run([frames[i % 4]], alpha_bs)
+
+        timing = time_ab(call, cfg.frames, cfg.repeats, cfg.warmup, 1)
+    info = mapped.info()
+    with_map, without = timing["alpha_changing"], timing["alpha_fixed"]
+    return {"device": info["device"], "size": f"{w}x{h}", "backend_requested": backend, "backend": info["backend"],
+            "dtype": info["dtype"], "cuda_graphs": info["cuda_graphs"], "batch": 1, "map": "radial, moving every call",
+            "with_map": with_map, "without_map": without,
+            "ratio": round(with_map["fps"] / without["fps"], 3) if without["fps"] else None,
+            "host_map_ms_p50": round(1000 * float(np.median(host_s)), 3) if host_s else None,
+            "setup_s": info["setup_s"], "notes": info["notes"], "load_1m": timing["load_1m"],
+            "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb}
+
+
 def bench_baseline(net: DynamicNet, device: str, size_wh: tuple[int, int], cfg: BenchConfig) -> dict:
     w, h = size_wh
     dev = pick_device(device)
@@ -385,7 +438,7 @@ def run(cfg: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> d
         torch.set_num_threads(cfg.threads)
     result = {"schema": SCHEMA, "quick": cfg.quick, "machine": machine_info([torch.device(d) for d in device_names]),
               "model": model_info(net, cfg.model), "settings": asdict(cfg), "load_avg_start": load_avg(),
-              "model_only": [], "baseline": [], "best_batch": [], "pipeline": {}}
+              "model_only": [], "baseline": [], "best_batch": [], "alpha_map": [], "pipeline": {}}
     for device in device_names:
         for size in cfg.sizes_wh:
             base = None
@@ -403,6 +456,9 @@ def run(cfg: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> d
                         row["speedup_vs_baseline"] = round(row["alpha_changing"]["fps"] / base["alpha_changing"]["fps"], 2)
                     rows.append(row)
                 result["model_only"] += rows
+                if cfg.alpha_map:
+                    say(f"alpha map  {device} {size[0]}x{size[1]} backend={backend} batch=1")
+                    result["alpha_map"].append(bench_alpha_map(net, device, backend, cfg.precision, size, cfg))
                 best = max(rows, key=lambda r: r["alpha_changing"]["fps"])
                 result["best_batch"].append({"device": device, "size": best["size"], "backend": best["backend"],
                                              "batch": best["batch"], "fps": best["alpha_changing"]["fps"],
@@ -694,6 +750,16 @@ def report(result: dict, markdown: bool = False) -> str:
     out.append(_table(["device", "size", "backend", "best batch", "fps", "fps at batch 1"],
                       [[b["device"], b["size"], b["backend"], b["batch"], b["fps"], b["batch1_fps"]]
                        for b in result["best_batch"]], markdown))
+    if result.get("alpha_map"):
+        out.append("")
+        out.append(f"{head}α map (batch 1, α changing every call; a radial map moving every call vs no map, "
+                   "alternating runs)")
+        out.append(_table(["device", "size", "backend", "dtype", "fps no map", "fps with map", "ratio",
+                           "p50 ms no map", "p50 ms with map", "host map ms", "load 1m"],
+                          [[r["device"], r["size"], r["backend"] + ("+cudagraphs" if r["cuda_graphs"] else ""),
+                            r["dtype"], r["without_map"]["fps"], r["with_map"]["fps"], r["ratio"],
+                            r["without_map"]["latency_ms_p50"], r["with_map"]["latency_ms_p50"],
+                            r["host_map_ms_p50"], r["load_1m"]] for r in result["alpha_map"]], markdown))
     for section in result.get("ablation", []):
         out.append("")
         out.append(f"{head}CPU ablation at {section['size']}, batch 1, α changing (variants timed round-robin)")

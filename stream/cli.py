@@ -337,6 +337,7 @@ def add_bench(sub) -> None:
     p.add_argument("--no-cuda-graphs", action="store_true",
                    help="CUDA: launch every kernel eagerly instead of replaying a captured graph")
     p.add_argument("--no-pipeline", action="store_true", help="model-only: skip the render and live pipelines")
+    p.add_argument("--no-alpha-map", action="store_true", help="skip timing each backend with a moving alpha map")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)")
     p.add_argument("--markdown", action="store_true", help="print the tables as Markdown (for docs/benchmarks.md)")
     p.add_argument("--quick", action="store_true",
@@ -357,7 +358,8 @@ def run_bench(args: argparse.Namespace) -> int:
     given = {k: v for k, v in given.items() if v is not None}
     cfg = bench.BenchConfig.quick_config(**given) if args.quick else bench.BenchConfig(**given)
     cfg = replace(cfg, model=args.model, precision=args.precision, threads=args.threads,
-                  cuda_graphs=not args.no_cuda_graphs, baseline=not args.no_baseline, pipeline=not args.no_pipeline)
+                  cuda_graphs=not args.no_cuda_graphs, baseline=not args.no_baseline, pipeline=not args.no_pipeline,
+                  alpha_map=not args.no_alpha_map)
     to_stdout = args.json == "-"
     result = bench.run(cfg, progress=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     if args.json:
