@@ -88,27 +88,35 @@ def test_half_white_half_black_map_gives_alpha1_left_and_alpha0_right(tmp_path):
     assert dist("map", "zero", right) < 0.25 * dist("map", "one", right)
 
 
-def test_a_map_renders_the_same_through_eager_compiled_and_onnx():
-    pytest.importorskip("onnxruntime")
-    net = strong_net("dual")
-    h, w = 36, 44
-    frames = [pattern_frame(i, h, w) for i in range(2)]
-    alpha_bs = np.array([[1.0, 0.8, 0.6], [-1.0, -0.5, 0.5]], np.float32)
+def two_maps(h: int, w: int) -> np.ndarray:
     radial = open_map("radial:cx=0.4,radius=0.25", (w, h), 25.0)
     linear = open_map("linear:30,width=0.5", (w, h), 25.0)
-    maps = np.stack([radial.map_into(np.empty((h, w), np.uint8), 0, 0), linear.map_into(np.empty((h, w), np.uint8), 0, 0)])
-    outs = {}
-    for backend in ("eager", "onnxruntime", "compile"):
-        engine = Engine(net, EngineConfig(device="cpu", backend=backend, max_batch=2, alpha_map=True), (h, w))
-        assert engine.info()["backend"] == backend
-        outs[backend] = engine.run(frames, alpha_bs, maps).astype(np.int32)
-        if backend == "eager":
-            without = Engine(net, EngineConfig(device="cpu", backend="eager", max_batch=2), (h, w))
-            assert np.array_equal(engine.run(frames, alpha_bs), without.run(frames, alpha_bs))   # None: all 255
-            assert np.abs(outs["eager"] - without.run(frames, alpha_bs)).mean() > 2           # the map matters
-    for backend in ("onnxruntime", "compile"):
-        d = np.abs(outs[backend] - outs["eager"])
-        assert d.max() <= 1 and (d == 0).mean() > 0.99, backend       # float rounding only
+    return np.stack([m.map_into(np.empty((h, w), np.uint8), 0, 0) for m in (radial, linear)])
+
+
+@pytest.mark.parametrize("backend, mode", [("onnxruntime", "dual"), ("compile", "normal")])
+def test_a_map_renders_the_same_through_eager_compiled_and_onnx(backend, mode):
+    """Per-site α, a batch of two with a map each; the compiled engine is the smallest that
+    compiles quickly (dual mode is the same graph with a second set of blocks)."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    net = strong_net(mode)
+    h, w = (36, 44) if backend == "onnxruntime" else (24, 32)
+    frames = [pattern_frame(i, h, w) for i in range(2)]
+    alpha_bs = np.array([[1.0, 0.8, 0.6], [-1.0, -0.5, 0.5] if mode == "dual" else [0.3, 1.0, 0.5]], np.float32)
+    maps = two_maps(h, w)
+    eager = Engine(net, EngineConfig(device="cpu", backend="eager", max_batch=2, alpha_map=True), (h, w))
+    expected = eager.run(frames, alpha_bs, maps).astype(np.int32)
+    without = Engine(net, EngineConfig(device="cpu", backend="eager", max_batch=2), (h, w))
+    assert np.array_equal(eager.run(frames, alpha_bs), without.run(frames, alpha_bs))   # no map given: all 255
+    assert np.abs(expected - without.run(frames, alpha_bs)).mean() > 2                 # the map matters
+    engine = Engine(net, EngineConfig(device="cpu", backend=backend, max_batch=2, alpha_map=True), (h, w))
+    assert engine.info()["backend"] == backend
+    d = np.abs(engine.run(frames, alpha_bs, maps).astype(np.int32) - expected)
+    assert d.max() <= 1 and (d == 0).mean() > 0.99                    # float rounding only
+    other = two_maps(h, w)[::-1].copy()                               # a new map: no recompile, a new picture
+    swapped = engine.run(frames, alpha_bs, other).copy()             # run returns a view of its buffer
+    assert not np.array_equal(swapped, engine.run(frames, alpha_bs, maps))
 
 
 def test_export_has_the_map_as_an_input(tmp_path):
@@ -333,3 +341,26 @@ def test_bad_audio_options_exit_2_and_write_nothing(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (args, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["beats.mp4", "silent.mp4", "still.png"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_cuda_engine_with_maps_matches_the_cpu_and_a_new_map_needs_no_recapture(cuda_graphs):
+    net = strong_net("dual")
+    h, w = 48, 64
+    frames = [pattern_frame(i, h, w) for i in range(2)]
+    alpha_bs = np.array([[1.0, 0.8, 0.6], [-1.0, -0.5, 0.5]], np.float32)
+    maps = two_maps(h, w)
+    cpu = Engine(net, EngineConfig(device="cpu", backend="eager", max_batch=2, alpha_map=True), (h, w))
+    gpu = Engine(net, EngineConfig(device="cuda", precision="fp32", max_batch=2, alpha_map=True,
+                                   cuda_graphs=cuda_graphs), (h, w))
+    assert gpu.info()["cuda_graphs"] == cuda_graphs
+    for m in (maps, maps[::-1].copy(), np.zeros_like(maps)):     # each call a new map, read by the same graph
+        expected = cpu.run(frames, alpha_bs, m).astype(np.int32)
+        d = np.abs(gpu.run(frames, alpha_bs, m).astype(np.int32) - expected)
+        assert d.mean() < 1.0 and d.max() <= 8       # cuDNN runs fp32 convolutions in TF32 by default
+    gpu.submit(frames, alpha_bs, maps)               # two calls in flight: each slot keeps its own map
+    gpu.submit(frames, alpha_bs, np.zeros_like(maps))
+    first, second = gpu.collect().copy(), gpu.collect().copy()
+    assert np.abs(first.astype(np.int32) - cpu.run(frames, alpha_bs, maps)).mean() < 1.0
+    assert np.abs(second.astype(np.int32) - cpu.run(frames, alpha_bs, np.zeros_like(maps))).mean() < 1.0
