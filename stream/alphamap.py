@@ -30,9 +30,9 @@ import numpy as np
 
 from nets.errors import DynastreamError, short_repr
 from stream.keyframes import Track, load_track
+from stream.sources import IMAGE_SUFFIXES
 
 AtEnd = Literal["hold", "loop"]
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 TRACK_EXTS = (".yaml", ".yml", ".csv")
 Param = Union[float, Track]
 
@@ -73,7 +73,7 @@ def parse_spec(text: str) -> MapSpec:
         raise AlphaMapError(f"alpha map {short_repr(text)} is neither a file nor a shape ({SPEC_HELP})")
     if not path.is_file():
         raise AlphaMapError(f"alpha map {path} is a folder, not an image or a video")
-    kind = "image" if path.suffix.lower() in IMAGE_EXTS else "video"
+    kind = "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
     return MapSpec(kind, path=path, text=text)
 
 
@@ -151,14 +151,10 @@ class ImageMap:
     def __init__(self, path: Path, size_wh: tuple[int, int]):
         import cv2
 
+        from stream.sources import decode_image_file
+
         self.name = str(path)
-        try:
-            data = np.fromfile(path, np.uint8)
-        except OSError as e:
-            raise AlphaMapError(f"cannot read alpha map {path} ({e.strerror or e})") from None
-        gray = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-        if gray is None:
-            raise AlphaMapError(f"cannot read alpha map {path} as an image (corrupt or not an image)")
+        gray = decode_image_file(path, cv2.IMREAD_GRAYSCALE, AlphaMapError, "alpha map ")
         self.map_hw_u8 = np.empty((size_wh[1], size_wh[0]), np.uint8)
         _to_gray(gray, size_wh, self.map_hw_u8)
 

@@ -35,7 +35,7 @@ from stream.audiotrack import AudioOptions, audio_track
 from stream.engine import Engine, EngineConfig
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
-from stream.sources import Damage, VideoFileSource, pump
+from stream.sources import Damage, VideoFileSource, decode_image_file, pump
 from stream.writer import (VideoOptions, VideoWriter, check_output, check_video_name, temp_path,
                            write_bytes_atomic)
 
@@ -368,7 +368,7 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
                     alpha_map.map_into(maps_bhw[i], frame.time_s, frame.index)
                 rgbs.append(frame.rgb_hwc_u8)
             t0 = time.perf_counter()
-            out_bhwc_u8 = engine.run(rgbs, alpha_bs, maps_bhw if alpha_map is not None else None)
+            out_bhwc_u8 = engine.run(rgbs, alpha_bs) if alpha_map is None else engine.run(rgbs, alpha_bs, maps_bhw)
             stats.infer_s += time.perf_counter() - t0
             for i, frame in enumerate(batch):
                 slot = None
@@ -421,14 +421,7 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
 def read_image(path: Path) -> np.ndarray:
     import cv2
 
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise RenderError(f"cannot read {path} ({e.strerror or e})") from None
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise RenderError(f"cannot read {path} as an image (corrupt or not an image)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(decode_image_file(path, cv2.IMREAD_COLOR, RenderError), cv2.COLOR_BGR2RGB)
 
 
 def write_image(path: Path, rgb_hwc_u8: np.ndarray, shown_as: Optional[Path] = None) -> None:
@@ -468,7 +461,7 @@ def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: 
             if in_hw in maps:
                 source, map_1hw = maps[in_hw]
                 source.map_into(map_1hw[0], i / config.fps, i)
-            out = engines[in_hw].run([rgb], alpha_1s, map_1hw)
+            out = engines[in_hw].run([rgb], alpha_1s) if map_1hw is None else engines[in_hw].run([rgb], alpha_1s, map_1hw)
             t2 = time.perf_counter()
             write_image(dst, out[0], shown_as=dst if dst == output else output / dst.name)
             t3 = time.perf_counter()

@@ -403,6 +403,20 @@ class CameraSource:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def decode_image_file(path: Path, flags: int, error: type = SourceError, what: str = "") -> np.ndarray:
+    """An image file decoded by OpenCV (``flags``: ``cv2.IMREAD_COLOR`` gives BGR,
+    ``cv2.IMREAD_GRAYSCALE`` gray); a file that cannot be read or decoded is one sentence as
+    ``error``, naming it as ``what`` (e.g. "alpha map ") and its path."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise error(f"cannot read {what}{path} ({e.strerror or e})") from None
+    img = cv2.imdecode(data, flags) if data.size else None
+    if img is None:
+        raise error(f"cannot read {what}{path} as an image (corrupt or not an image)")
+    return img
+
+
 def _read_image_bgr(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
