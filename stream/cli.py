@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 
 from nets.errors import DynastreamError, short_repr
 from nets.zoo_index import DEFAULT_MODEL
-from stream.limits import MAX_BATCH, MAX_FPS, MAX_SCALE, MAX_SIDE
+from stream.limits import DEFAULT_STABILIZE, MAX_BATCH, MAX_FPS, MAX_SCALE, MAX_SIDE, MAX_STABILIZE
 from stream import signals
 
 
@@ -495,12 +495,23 @@ def add_eval(sub) -> None:
     p.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="comma-separated alpha values")
     p.add_argument("--loss-net", help="loss network source (default: the one the model was trained with)")
     p.add_argument("--size", type=int, help="shorter side of the images, in pixels (default 256; against a teacher: "
-                                         "the longer side, default 384)")
+                                         "the longer side, default 384; --video: the frames' longer side, default 320)")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--sheet", type=Path, help="also write an alpha-sweep preview sheet (PNG) of the first 3 images "
                                               "(dcgan: of 8 latent vectors)")
     p.add_argument("--subsets", help="dcgan: the folders of subsets A and B as A,B (default: those it was trained on)")
     p.add_argument("--samples", type=int, default=512, help="dcgan: generated images per alpha (default: 512)")
+    v = p.add_argument_group("temporal stability (--video; see docs/flicker.md)")
+    v.add_argument("--video", metavar="CLIP", help="measure the warping error (flicker) of the model on this video "
+                                                   "instead: flow on the input frames, output t+1 warped back to t")
+    v.add_argument("--start", type=int, default=0, metavar="N", help="first frame of the clip used (default 0)")
+    v.add_argument("--frames", type=int, default=60, metavar="N", help="frames used (default 60)")
+    v.add_argument("--flow", default="farneback", choices=("farneback", "dis"),
+                   help="optical flow on the input (default farneback)")
+    v.add_argument("--stabilize", nargs="?", type=float, const=DEFAULT_STABILIZE, metavar="STRENGTH",
+                   help=f"also measure the output through the stabilizer (default strength {DEFAULT_STABILIZE})")
+    v.add_argument("--strip", type=Path, metavar="JPG", help="write consecutive frames side by side: input, the "
+                                                            "model at the largest alpha (and stabilized)")
     p.set_defaults(run=run_eval)
 
 
@@ -517,6 +528,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.size is not None and not 16 <= args.size <= 4096:
         raise DynastreamError(f"--size must be from 16 to 4096 pixels, not {args.size}")
     net = nets.load(args.model)
+    if args.video is not None:
+        return _eval_video(net, alphas, args)
     if net.kind == "dcgan":
         return _eval_dcgan(net, alphas, args)
     from train.evaluate import teacher_objectives
@@ -562,6 +575,61 @@ def _write_eval(result, net, args: argparse.Namespace) -> int:
     if args.sheet:
         print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
     return 0
+
+def read_clip(path: str, start: int, count: int, longer: int) -> list:
+    """``count`` RGB frames of a video from frame ``start``, the longer side resized to ``longer``
+    and both sides to multiples of 4."""
+    import cv2
+    import numpy as np
+
+    from stream.ring import Frame
+    from stream.sources import VideoFileSource
+
+    source = VideoFileSource(path)
+    try:
+        h, w, _ = source.shape_hwc
+        s = longer / max(h, w)
+        size_wh = (max(4, round(w * s / 4) * 4), max(4, round(h * s / 4) * 4))
+        frame, out, index = Frame(np.empty(source.shape_hwc, np.uint8)), [], 0
+        while len(out) < count and source.read_into(frame):
+            if index >= start:
+                out.append(cv2.resize(frame.rgb_hwc_u8, size_wh, interpolation=cv2.INTER_AREA))
+            index += 1
+    finally:
+        source.close()
+    if len(out) < 2:
+        raise DynastreamError(f"{path} has {index} frames: --start {start} leaves fewer than two to compare")
+    return out
+
+
+def _eval_video(net, alphas: list[float], args: argparse.Namespace) -> int:
+    import json
+
+    from nets.atomic import atomic_open
+    from stream.stabilize import Stabilizer
+    from train.evaluate import evaluate_video
+
+    if args.start < 0 or not 2 <= args.frames <= 100_000:
+        raise DynastreamError(f"--start must be >= 0 and --frames from 2 to 100000, not {args.start} and {args.frames}")
+    if args.stabilize is not None and not 0 <= args.stabilize <= MAX_STABILIZE:
+        raise DynastreamError(f"--stabilize must be from 0 to {MAX_STABILIZE}, not {args.stabilize:g}")
+    if args.strip is not None and args.strip.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        raise DynastreamError(f"--strip must name a .jpg or .png file, not {short_repr(str(args.strip))}")
+    frames = read_clip(args.video, args.start, args.frames, args.size or 320)
+    stabilizer = None if args.stabilize is None else (lambda: Stabilizer(args.stabilize))
+    result = evaluate_video(net, frames, clip=args.video, alphas=alphas, flow_method=args.flow,
+                            stabilizer=stabilizer, strip=args.strip)
+    w, h = result.size_wh
+    print(f"{result.model} on {args.video}: {result.frames} frames at {w}x{h}, flow {result.flow}; "
+          f"{result.pairs_scored} pairs scored ({result.cuts} left out as cuts), {result.visible:.0%} of pixels visible")
+    print(result.table())
+    if args.json:
+        with atomic_open(args.json, "w") as f:
+            f.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    if args.strip:
+        print(f"wrote {args.strip}")
+    return 0
+
 
 def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
     import json

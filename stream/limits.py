@@ -10,3 +10,5 @@ MAX_RING_SLOTS = 64
 MAX_THREADS = 256
 MAX_CAMERA_INDEX = 255
 MAX_SEED = 2 ** 63 - 1
+MAX_STABILIZE = 0.95     # --stabilize strength (1 would freeze the picture)
+DEFAULT_STABILIZE = 0.6  # --stabilize given without a strength

@@ -125,3 +125,39 @@ def audio_decode_errors(path: Path) -> tuple[int, int]:
             except av.error.FFmpegError:
                 errors += 1
     return packets, errors
+
+
+def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth random colour texture (blobs of a few pixels, full contrast) that optical flow can follow."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return cv2.normalize(cv2.GaussianBlur(noise, (0, 0), 2.0), None, 0, 255, cv2.NORM_MINMAX)
+
+
+def panning_frames(n_frames: int, height: int = 96, width: int = 128, step_xy: tuple[int, int] = (3, 1),
+                   seed: int = 0) -> list[np.ndarray]:
+    """A camera panning over a texture: frame t is the window shifted by t·step (known motion)."""
+    dx, dy = step_xy
+    big = texture(height + abs(dy) * n_frames, width + abs(dx) * n_frames, seed)
+    return [np.ascontiguousarray(big[abs(dy) * t if dy >= 0 else abs(dy) * (n_frames - t):][:height,
+                                     abs(dx) * t if dx >= 0 else abs(dx) * (n_frames - t):][:, :width])
+            for t in range(n_frames)]
+
+
+def write_frames(path: Path, frames: Sequence[np.ndarray], fps: int = 24, codec: str = "libx264") -> Path:
+    """Encode RGB frames as a clip (x264 at high quality, so the pixels survive)."""
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps, options={"crf": "10"} if codec == "libx264" else {})
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv444p" if codec == "libx264" else "yuv420p"
+        for i, rgb in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(vf):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

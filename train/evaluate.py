@@ -18,6 +18,7 @@ from nets.errors import DynastreamError
 from train.data import find_images, load_style_image, open_rgb, to_tensor
 from train.losses import content_loss, gram, style_loss
 from train.lossnet import load_lossnet
+from train.temporal import Stability
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -398,3 +399,121 @@ def evaluate_teacher(net: DynamicNet, images_dir: Path, *, alphas: Sequence[floa
     return TeacherEvalResult(model=str(net.meta.get("name", "?")), teacher=str(records["main"].get("teacher")),
                              images=[n for n, _ in images], longer_side=longer_side, alphas=[float(a) for a in alphas],
                              student=student, blend=blend, sharpness=sharp)
+
+
+# --- temporal stability on a video ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VideoEvalResult:
+    """Warping error (``train.temporal``) of a model's output on a clip at each α, next to the
+    input's own (the floor the flow's errors set); with a stabilizer, also of the stabilized output."""
+
+    model: str
+    clip: str
+    flow: str                            # the method's name, as OpenCV calls it
+    frames: int
+    size_wh: tuple[int, int]
+    pairs_scored: int
+    cuts: int                            # pairs left out as scene cuts
+    visible: float                       # mean share of pixels scored per pair
+    input: Stability
+    alphas: list[float]
+    outputs: dict[str, list[Stability]]   # "net" (and "stabilized") -> one per α
+    stabilizer: dict | None = None
+
+    def to_dict(self) -> dict:
+        def plain(v: float) -> float | None:
+            return None if not math.isfinite(v) else v
+        return {"model": self.model, "clip": self.clip, "flow": self.flow, "frames": self.frames,
+                "size_wh": list(self.size_wh), "pairs_scored": self.pairs_scored, "cuts_left_out": self.cuts,
+                "visible_share": self.visible, "stabilizer": self.stabilizer,
+                "input": {k: plain(v) for k, v in self.input.to_dict().items()}, "alphas": self.alphas,
+                "outputs": {name: [{**{k: plain(v) for k, v in s.to_dict().items()},
+                                    "per_detail_vs_input": plain(s.per_detail / self.input.per_detail)}
+                                   for s in stats] for name, stats in self.outputs.items()}}
+
+    def table(self) -> str:
+        header = ["output", "alpha", "warp error", "mean grad", "per detail", "x input", "sharpness"]
+        inp = self.input
+        rows = [["input (floor)", "", f"{inp.warp:.3g}", f"{inp.gradient:.3g}", f"{inp.per_detail:.3g}", "1",
+                 "1"]]
+        for name, stats in self.outputs.items():
+            for a, s in zip(self.alphas, stats):
+                rows.append([name, f"{a:g}", f"{s.warp:.3g}", f"{s.gradient:.3g}", f"{s.per_detail:.3g}",
+                             f"{s.per_detail / inp.per_detail:.2f}", f"{s.sharpness:.2f}"])
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows)
+
+
+def stylize_frames(net: DynamicNet, frames: Sequence, alpha: float, batch: int = 4) -> list:
+    """The net at ``alpha`` on each RGB (H, W, 3) uint8 frame, as uint8 frames."""
+    import numpy as np
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(frames), batch):
+            x = torch.from_numpy(np.stack(frames[i:i + batch])).permute(0, 3, 1, 2).float().div(255)
+            y = net(x, float(alpha)).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+            out += list(y)
+    return out
+
+
+def evaluate_video(net: DynamicNet, frames: Sequence, *, clip: str = "", alphas: Sequence[float] = (0.0, 0.5, 1.0),
+                   flow_method: str = "farneback", stabilizer=None, strip: Path | None = None,
+                   strip_frames: int = 4) -> VideoEvalResult:
+    """``frames``: the clip's RGB uint8 frames (sides multiples of 4). ``stabilizer``: a callable
+    returning a fresh object with ``apply(input, output)`` (``stream.stabilize.Stabilizer``), run on
+    the net's output in order. ``strip``: a JPEG of ``strip_frames`` consecutive frames, one row
+    each for the input, the net at the largest α and (with a stabilizer) its stabilized output."""
+    from train import temporal
+
+    if net.kind != "style":
+        raise EvalError(f"model {net.meta.get('name', '?')} is a {net.kind} model: the warping error needs a style "
+                        "model (one that maps video frames to video frames)")
+    if len(frames) < 2:
+        raise EvalError(f"{clip or 'the clip'} has fewer than two frames: the warping error needs motion")
+    pairs = temporal.FlowPairs.compute(frames, flow_method)
+    if not pairs.used:
+        raise EvalError(f"{clip or 'the clip'}: no pair of consecutive frames could be matched by the flow "
+                        "(every pair looks like a scene cut)")
+    g_in = temporal.mean_gradient(frames)
+    inp = temporal.stability(frames, pairs, g_in)
+    net = net.cpu().eval()
+    outputs: dict[str, list] = {"net": []}
+    settings = None
+    if stabilizer is not None:
+        outputs["stabilized"] = []
+    strip_rows: list = []
+    top = max(alphas, key=abs)
+    first = max(0, min(pairs.used[len(pairs.used) // 2], len(frames) - strip_frames))
+    window = slice(first, first + strip_frames)
+    for a in alphas:
+        ys = stylize_frames(net, frames, a)
+        outputs["net"].append(temporal.stability(ys, pairs, g_in))
+        if a == top:
+            strip_rows = [list(frames[window]), [y.copy() for y in ys[window]]]
+        if stabilizer is not None:
+            stab = stabilizer()
+            settings = {"strength": stab.strength, "flow": f"DIS ultrafast at {stab.flow_longer_side} px"}
+            for x, y in zip(frames, ys):
+                stab.apply(x, y)      # in place, in order
+            outputs["stabilized"].append(temporal.stability(ys, pairs, g_in))
+            if a == top:
+                strip_rows.append(list(ys[window]))
+    if strip is not None:
+        save_strip(strip_rows, Path(strip))
+    h, w = frames[0].shape[:2]
+    return VideoEvalResult(model=str(net.meta.get("name", "?")), clip=clip, flow=temporal.FLOW_NAMES[flow_method],
+                           frames=len(frames), size_wh=(w, h), pairs_scored=len(pairs.used), cuts=pairs.cuts,
+                           visible=pairs.visible, input=inp, alphas=[float(a) for a in alphas], outputs=outputs,
+                           stabilizer=settings)
+
+
+def save_strip(rows: Sequence[Sequence], path: Path) -> Path:
+    """Rows of equally many RGB uint8 frames side by side, as one sheet (JPEG by the suffix)."""
+    import numpy as np
+
+    from train.session import save_sheet
+
+    tiles = torch.from_numpy(np.stack([f for row in rows for f in row])).permute(0, 3, 1, 2).float().div(255)
+    return save_sheet(tiles, len(rows[0]), path)
