@@ -76,13 +76,16 @@ def add_live(sub) -> None:
                        "must give (default: a new one each run, printed)")
     stage.add_argument("--virtual-cam", action="store_true", default=None, dest="virtual_cam",
                        help="send the picture to a virtual camera (v4l2loopback; OBS Virtual Camera on Windows/macOS)")
+    p.add_argument("--stabilize", nargs="?", type=float, const=DEFAULT_STABILIZE, metavar="STRENGTH",
+                   help=f"steady the stylized video: blend with the previous frame along the input's motion "
+                        f"(strength 0..{MAX_STABILIZE}, default {DEFAULT_STABILIZE}; docs/flicker.md)")
     p.set_defaults(run=run_live)
 
 
 _LIVE_FLAGS = ("source", "model", "device", "precision", "backend", "size", "scale", "input_size", "fps", "loop", "headless",
                "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "alpha_map", "midi",
                "midi_map", "record", "stats_json", "walk_seed", "walk_seconds", "osc.port", "osc.host", "osc.map",
-               "web.port", "web.host", "web.token", "virtual_cam")
+               "web.port", "web.host", "web.token", "virtual_cam", "stabilize")
 
 
 _LIVE_LABELS = {"osc.port": "--osc", "osc.host": "--osc-host", "osc.map": "--osc-map", "web.port": "--web",
@@ -190,6 +193,9 @@ def add_render(sub) -> None:
                    help="frame rate of a folder of images, for keyframes given in seconds (default 25)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar on stderr (the summary line is still printed)")
+    p.add_argument("--stabilize", nargs="?", type=float, const=DEFAULT_STABILIZE, default=0.0, metavar="STRENGTH",
+                   help=f"videos: steady the stylized frames, blending each with the previous one along the "
+                        f"input's motion (strength 0..{MAX_STABILIZE}, default {DEFAULT_STABILIZE}; docs/flicker.md)")
     p.set_defaults(run=run_render)
 
 
@@ -229,12 +235,15 @@ def run_render(args: argparse.Namespace) -> int:
     stray = [f"--{flag.replace('_', '-')}" for flag in _AUDIO_FLAGS if getattr(args, flag) is not None]
     if stray and not args.alpha_from_audio:
         raise DynastreamError(f"{stray[0]} shapes alpha taken from audio: add --alpha-from-audio")
+    if not (math.isfinite(args.stabilize) and 0 <= args.stabilize <= MAX_STABILIZE):
+        raise DynastreamError(f"--stabilize must be from 0 to {MAX_STABILIZE}, not {args.stabilize:g}")
     config = RenderConfig(model=args.model, alpha=args.alpha, keyframes=args.keyframes,
                           alpha_map=args.alpha_map, audio=_audio_options(args) if args.alpha_from_audio else None,
                           allow_extrapolation=args.allow_extrapolation, size_wh=args.size, scale=args.scale,
                           batch=args.batch, device=args.device,
                           video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
-                          keep_partial=args.keep_partial, skip_damaged=args.skip_damaged, fps=args.fps)
+                          keep_partial=args.keep_partial, skip_damaged=args.skip_damaged, fps=args.fps,
+                          stabilize=args.stabilize)
     try:
         stats = render(args.input, args.output, config, progress=not args.quiet, notice=_notice)
     except KeyboardInterrupt as e:

@@ -13,7 +13,8 @@ import configs
 from nets import yamlfile
 from nets.errors import DynastreamError, short_repr
 from stream.controls import ControllerConfig, ControlsError, MidiMap
-from stream.limits import MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_THREADS
+from stream.limits import (MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_STABILIZE,
+                           MAX_THREADS)
 from stream.live import LiveConfig
 from stream.osc import OscMap
 from stream.stage import StageConfig, user_midi_map
@@ -91,6 +92,12 @@ def _positive(high: float = math.inf) -> Callable:
     return convert
 
 
+def _stabilize(v, label):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_STABILIZE:
+        raise ConfigError(f"{label} must be a number from 0 (off) to {MAX_STABILIZE}, not {short_repr(v)}")
+    return float(v)
+
+
 def _models(v, label):
     names = v if isinstance(v, (list, tuple)) else str(v).split(",")
     names = tuple(str(n).strip() for n in names if str(n).strip())
@@ -108,6 +115,7 @@ _LIVE_FIELDS: dict[str, Callable] = {
     "save_dir": _str, "ring_slots": _int_in(2, MAX_RING_SLOTS), "threads": _int_in(0, MAX_THREADS),
     "keyframes": _opt(_str), "alpha_map": _opt(_str), "record": _opt(_str), "stats_json": _opt(_str),
     "walk_seed": _int_in(0, MAX_SEED), "walk_seconds": _positive(3600.0),
+    "stabilize": lambda v, label: _stabilize(v, label),
 }
 _CONTROL_FIELDS: dict[str, Callable] = {
     "slew": lambda v, label: 0.0 if v == 0 else _positive()(v, label), "step": _positive(),

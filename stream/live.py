@@ -43,6 +43,7 @@ from stream.latent import WALK_SIZE, GeneratorEngine
 from stream.ring import Frame, FrameRing
 from stream.sinks import Take as _Take, WindowSink
 from stream.sources import ClockSource, Source, open_source, pump
+from stream.stabilize import Stabilizer
 from stream.stage import MidiLearn, Stage, StageConfig, controller_state
 from stream.writer import WriterError, check_output
 
@@ -86,6 +87,7 @@ class LiveConfig:
     walk_seed: int = 0                            # dcgan models: the latent walk's key points
     walk_seconds: float = 4.0                     # dcgan models: seconds from one key point to the next
     stage: StageConfig = StageConfig()            # OSC, the web page, the virtual camera, MIDI learn (stream.stage)
+    stabilize: float = 0.0                        # style models: stream.stabilize strength; 0 = off
 
 
 @dataclass
@@ -234,6 +236,7 @@ class LivePipeline:
         self._started = time.perf_counter()
         self._compile_started = 0.0
         self._compile_shown_s = -1
+        self.stabilizer = Stabilizer(config.stabilize) if config.stabilize > 0 else None
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -453,6 +456,8 @@ class LivePipeline:
                 else:
                     y = self.engine.run(batch, alpha_bs, alpha_map.map_into(map_1hw[0], src.time_s, src.index)[None])
                 np.copyto(out.rgb_hwc_u8, y[0])
+                if self.stabilizer is not None and not walk:
+                    self.stabilizer.apply(src.rgb_hwc_u8, out.rgb_hwc_u8)
                 out.copy_meta_from(src)
                 if self.want_original:
                     original = self._originals.get(id(out))

@@ -36,6 +36,7 @@ from stream.engine import Engine, EngineConfig
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
 from stream.sources import Damage, VideoFileSource, decode_image_file, pump
+from stream.stabilize import Stabilizer
 from stream.writer import (VideoOptions, VideoWriter, check_output, check_video_name, temp_path,
                            write_bytes_atomic)
 
@@ -75,6 +76,7 @@ class RenderConfig:
     fps: float = 25.0                        # a folder of images is a sequence at this rate (for t keys)
     alpha_map: Optional[str] = None          # an α map spec (stream.alphamap): image, video, radial, linear:ANGLE
     audio: Optional[AudioOptions] = None     # α follows the input's audio (stream.audiotrack)
+    stabilize: float = 0.0                   # videos: stream.stabilize strength; 0 = off
 
 
 @dataclass
@@ -233,6 +235,8 @@ def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = R
         raise RenderError(f"a video renders to a video file (.mp4, .mkv, .mov, .webm), not {output_path.name}")
     if kind == "video":
         check_video_name(output_path)
+    if kind != "video" and config.stabilize > 0:
+        raise RenderError("--stabilize steadies a video: an image or a folder of images has no motion to follow")
     if kind == "image" and out_suffix not in IMAGE_EXTS:
         raise RenderError(f"an image renders to an image: give the output one of the extensions {', '.join(IMAGE_EXTS)}")
     if kind == "folder" and output_path.exists() and not output_path.is_dir():
@@ -329,6 +333,7 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
     decoder = threading.Thread(target=pump, args=(timed, ring_in, stop, decode_errors), name="render-decode",
                                daemon=True)
     alpha_bs = np.zeros((b, n_sites), np.float32)
+    stabilizer = Stabilizer(config.stabilize) if config.stabilize > 0 else None
     batch: list[Frame] = []
     rgbs: list[np.ndarray] = []
     bar = Progress(source.frame_count or None, "frame", output_path.name, progress)
@@ -377,6 +382,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
                     if slot is None and (errors or ring_out.closed):
                         raise errors[0] if errors else RenderError("the encoder stopped early")
                 slot.rgb_hwc_u8[...] = out_bhwc_u8[i]
+                if stabilizer is not None:
+                    stabilizer.apply(frame.rgb_hwc_u8, slot.rgb_hwc_u8)
                 slot.copy_meta_from(frame)
                 slot.alpha[:] = alpha_bs[i]
                 ring_out.commit(slot)
