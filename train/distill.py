@@ -15,12 +15,16 @@ from typing import ClassVar, Optional
 import numpy as np
 import torch
 
+from train.config import to_dict as config_dict
 from train.data import GENERATED, load_style_image
-from train.lossnet import LAYERS, Layer, VGG16Features, sha256_file
 from train.losses import color_stats_loss, feature_l1, gradient_l1, gram_features_loss, pixel_l1, tv_loss
+from train.lossnet import LAYERS, Layer, VGG16Features, sha256_file
+from train.motion import MotionConfig
 from train.teachers import N_STYLES, NAMED_TEACHERS, ArbitraryTeacher, Multistyle26Teacher, load_teacher
 
-TERMS = ("pixel", "perceptual", "texture", "color", "gradient", "tv")
+TERMS = ("pixel", "perceptual", "texture", "color", "gradient", "tv", "temporal")
+# terms computed by the trainer around the objective (train.style.forward_terms), not against the teacher
+TRAINER_TERMS = ("temporal",)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class TeacherObjectiveConfig:
     color_weight: float = 0.0             # per-channel mean/std L1
     gradient_weight: float = 0.0          # image-gradient L1
     tv_weight: float = 0.0
+    temporal_weight: float = 0.0          # train.motion: stylizing a moved crop = moving the stylized crop
 
     UNION_KEY: ClassVar[str] = "teacher"  # a config objective holding this key is a teacher objective
 
@@ -65,7 +70,7 @@ class TeacherObjectiveConfig:
         if self.model_dir is not None and not named:
             raise ValueError(f"model_dir belongs to the named teachers ({', '.join(NAMED_TEACHERS)})")
         weights = [getattr(self, f"{t}_weight") for t in TERMS]
-        if min(weights) < 0 or not any(weights):
+        if min(weights) < 0 or not any(getattr(self, f"{t}_weight") for t in TERMS if t not in TRAINER_TERMS):
             raise ValueError("loss weights must be >= 0 with at least one above 0")
         if not self.perceptual_layers or len(set(self.perceptual_layers)) != len(self.perceptual_layers):
             raise ValueError("perceptual_layers must be distinct layer names")
@@ -136,7 +141,7 @@ class TeacherObjective:
     ``train.style.Objective`` (``compute_terms``, ``total``, ``calibrate``, ``record``)."""
 
     def __init__(self, cfg: TeacherObjectiveConfig, lossnet: Optional[VGG16Features], description: dict,
-                 cache: dict, normalize: bool = False):
+                 cache: dict, normalize: bool = False, motion: MotionConfig = MotionConfig()):
         self.cfg = cfg
         self.lossnet = lossnet if cfg.needs_lossnet else None
         if cfg.needs_lossnet and lossnet is None:
@@ -145,6 +150,7 @@ class TeacherObjective:
         self.upto = max(self.layers, key=LAYERS.index)
         self.weights = {t: getattr(cfg, f"{t}_weight") for t in TERMS if getattr(cfg, f"{t}_weight") > 0}
         self.description, self.cache = description, cache
+        self.motion = motion
         self.normalize = normalize
         self.initial: Optional[dict[str, float]] = None
         self.scales = {k: 1.0 for k in self.weights}
@@ -193,6 +199,7 @@ class TeacherObjective:
         return {
             "objective": "teacher", **self.description,
             "loss_weights": {t: getattr(self.cfg, f"{t}_weight") for t in TERMS},
+            "motion": config_dict(self.motion) if self.cfg.temporal_weight > 0 else None,
             "perceptual_layers": list(self.layers), "perceptual_size": self.cfg.perceptual_size,
             "normalized": self.normalize, "initial_terms": self.initial,
             "effective_weights": {k: self.weights[k] * self.scales[k] for k in self.weights},

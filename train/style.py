@@ -27,6 +27,7 @@ from train.data import GENERATED, CropDataset, batches, load_style_image
 from train.distill import TeacherObjective, TeacherObjectiveConfig, TeacherTarget
 from train.losses import content_loss, gram, style_loss, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
+from train.motion import MotionConfig, moved_copies, temporal_loss
 from train.session import (CHECK_STOP_EVERY, Amp, Distributed, Interrupted, Meter, RunDir, RunError,
                            StopRequest, check_losses, check_resume, check_schedule, rng_state, save_sheet,
                            set_rng_state, state_sha256, versions)
@@ -64,10 +65,11 @@ class ObjectiveConfig:
     style_weight: float = 1e5
     style_layers: LayerWeights = field(default_factory=LayerWeights)
     tv_weight: float = 0.0
+    temporal_weight: float = 0.0          # train.motion: stylizing a moved crop = moving the stylized crop
     content_layer: Layer = "relu2_2"
 
     def __post_init__(self):
-        if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
+        if min(self.content_weight, self.style_weight, self.tv_weight, self.temporal_weight) < 0:
             raise ValueError("loss weights must be >= 0")
         if self.style_size is not None and self.style_size < 16:
             raise ValueError("style_size must be at least 16 pixels")
@@ -171,6 +173,7 @@ class StyleTrainConfig:
     net: NetConfig = field(default_factory=NetConfig)
     loss_net: LossNetConfig = field(default_factory=LossNetConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)   # the random motions of temporal_weight
     seed: int = 0
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
     amp: bool = True                      # mixed precision on CUDA
@@ -192,7 +195,12 @@ class StyleTrainConfig:
 
 
 def check_resume_config(now: StyleTrainConfig, stored: dict) -> None:
-    """A resumed run may change only RESUME_MAY_CHANGE keys of the config it was started with."""
+    """A resumed run may change only RESUME_MAY_CHANGE keys of the config it was started with. Keys
+    added to the config since that run started (e.g. ``motion``) count as their defaults."""
+    try:
+        stored = configlib.to_dict(configlib.from_dict(StyleTrainConfig, stored, "the resumed run's config"))
+    except configlib.ConfigError:
+        pass   # compared as stored: the difference is named below
     check_resume(configlib.to_dict(now), stored, RESUME_MAY_CHANGE)
 
 
@@ -224,13 +232,16 @@ class Objective:
     relative and carry over between loss networks of different feature scales."""
 
     def __init__(self, cfg: ObjectiveConfig, lossnet: VGG16Features, style_nchw: torch.Tensor,
-                 normalize: bool = False):
+                 normalize: bool = False, motion: MotionConfig = MotionConfig()):
         self.cfg = cfg
         self.lossnet = lossnet
         self.layer_weights = cfg.style_layers.as_dict()
         self.weights = {"content": cfg.content_weight, "style": cfg.style_weight}
         if cfg.tv_weight > 0:
             self.weights["tv"] = cfg.tv_weight
+        if cfg.temporal_weight > 0:
+            self.weights["temporal"] = cfg.temporal_weight
+        self.motion = motion
         self.normalize = normalize
         self.initial: Optional[dict[str, float]] = None
         self.scales = {k: 1.0 for k in self.weights}
@@ -286,6 +297,8 @@ class Objective:
             "content_weight": self.cfg.content_weight,
             "style_weight": self.cfg.style_weight,
             "tv_weight": self.cfg.tv_weight,
+            "temporal_weight": self.cfg.temporal_weight,
+            "motion": configlib.to_dict(self.motion) if self.cfg.temporal_weight > 0 else None,
             "style_layers": self.layer_weights,
             "normalized": self.normalize,
             "initial_terms": self.initial,
@@ -311,9 +324,7 @@ def train_step(model: torch.nn.Module, alpha: Optional[float], objective: Union[
     main net (alpha None) or the dynamic net, possibly in DistributedDataParallel; ``target_nchw``
     the teacher's output for ``x_nchw`` (teacher objectives)."""
     amp = amp or Amp(False, torch.float32, x_nchw.device.type)
-    with amp.autocast():
-        y = model(x_nchw) if alpha is None else model(x_nchw, alpha)
-    terms = objective.compute_terms(y, x_nchw, target_nchw, amp)
+    terms = forward_terms(model, alpha, objective, x_nchw, amp, target_nchw)
     with amp.fp32():
         loss = objective.total(terms)
     optimizer.zero_grad(set_to_none=True)
@@ -332,9 +343,27 @@ def train_step(model: torch.nn.Module, alpha: Optional[float], objective: Union[
 def measure_terms(model: torch.nn.Module, alpha: Optional[float], objective: Union[Objective, TeacherObjective],
                   x_nchw: torch.Tensor, amp: Amp, target_nchw: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     with torch.no_grad():
-        with amp.autocast():
-            y = model(x_nchw) if alpha is None else model(x_nchw, alpha)
-        return objective.compute_terms(y, x_nchw, target_nchw, amp)
+        return forward_terms(model, alpha, objective, x_nchw, amp, target_nchw)
+
+
+def forward_terms(model: torch.nn.Module, alpha: Optional[float], objective: Union[Objective, TeacherObjective],
+                  x_nchw: torch.Tensor, amp: Amp, target_nchw: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The net on the batch and the objective's unweighted terms. With a temporal term the batch is
+    run together with its randomly moved copies (``train.motion``), in one forward pass."""
+    temporal = "temporal" in objective.weights
+    if temporal:
+        moved, grid, mask = moved_copies(x_nchw, objective.motion)
+        x_in = torch.cat([x_nchw, moved])
+    else:
+        x_in = x_nchw
+    with amp.autocast():
+        y_all = model(x_in) if alpha is None else model(x_in, alpha)
+    y, y_moved = (y_all.chunk(2) if temporal else (y_all, None))
+    terms = objective.compute_terms(y, x_nchw, target_nchw, amp)
+    if temporal:
+        with amp.fp32():
+            terms["temporal"] = temporal_loss(y_moved, y, grid, mask)
+    return terms
 
 
 def preview(net: DynamicNet, images_nchw: torch.Tensor, path: Path) -> Path:
@@ -570,9 +599,9 @@ def _objective(ph: Phase, lossnet, styles: dict, caches: dict, cfg: StyleTrainCo
     if isinstance(ph.objective, TeacherObjectiveConfig):
         c = caches[ph.name]
         objective = TeacherObjective(ph.objective, lossnet.net if lossnet else None, c["description"]["teacher"],
-                                     {"key": c["key"], "crops": c["description"]["crops"]}, normalize)
+                                     {"key": c["key"], "crops": c["description"]["crops"]}, normalize, cfg.motion)
     else:
-        objective = Objective(ph.objective, lossnet.net, styles[ph.name], normalize)
+        objective = Objective(ph.objective, lossnet.net, styles[ph.name], normalize, cfg.motion)
     # Tuning-block phases reuse the main phase's first-step values, so that O0's and O1's weights
     # sit on one scale ("style 2 for main, 12 for the blocks" means six times the style); an
     # objective with other terms than the main one's calibrates at its own first step.
