@@ -573,17 +573,23 @@ def _eval_teacher(net, alphas: list[float], args: argparse.Namespace) -> int:
 
 def _write_eval(result, net, args: argparse.Namespace) -> int:
     """--json and --sheet of a style model's eval (perceptual or teacher objectives)."""
-    import json
-
-    from nets.atomic import atomic_open
     from train.evaluate import sweep_sheet
 
     if args.json:
-        with atomic_open(args.json, "w") as f:
-            f.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        _write_json(args.json, result.to_dict())
     if args.sheet:
         print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
     return 0
+
+
+def _write_json(path: Path, data: dict) -> None:
+    import json
+
+    from nets.atomic import atomic_open
+
+    with atomic_open(path, "w") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+
 
 def read_clip(path: str, start: int, count: int, longer: int) -> list:
     """``count`` RGB frames of a video from frame ``start``, the longer side resized to ``longer``
@@ -612,9 +618,6 @@ def read_clip(path: str, start: int, count: int, longer: int) -> list:
 
 
 def _eval_video(net, alphas: list[float], args: argparse.Namespace) -> int:
-    import json
-
-    from nets.atomic import atomic_open
     from stream.stabilize import Stabilizer
     from train.evaluate import evaluate_video
 
@@ -633,8 +636,7 @@ def _eval_video(net, alphas: list[float], args: argparse.Namespace) -> int:
           f"{result.pairs_scored} pairs scored ({result.cuts} left out as cuts), {result.visible:.0%} of pixels visible")
     print(result.table())
     if args.json:
-        with atomic_open(args.json, "w") as f:
-            f.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        _write_json(args.json, result.to_dict())
     if args.strip:
         print(f"wrote {args.strip}")
     return 0

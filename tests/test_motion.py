@@ -21,7 +21,7 @@ def test_no_motion_is_the_identity_and_a_shift_moves_by_its_pixels():
     grid = random_grid(2, 32, 40, STILL, x.device)
     assert torch.allclose(warp(x, grid), x, atol=1e-5) and inside(grid).mean() > 0.85
     torch.manual_seed(0)
-    moved, grid, mask = moved_copies(x, MotionConfig(shift=0.1, rotate=0, zoom=0, elastic=0, noise=0))
+    _, grid, mask = moved_copies(x, MotionConfig(shift=0.1, rotate=0, zoom=0, elastic=0, noise=0))
     # a pure translation: every output pixel samples the input one fixed offset away
     offset_px = (grid[0, 5, 5, 0] - grid[0, 5, 4, 0]) * 20, (grid[0, 5, 5, 0] + 1) * 20 - 0.5 - 5
     assert offset_px[0] == pytest.approx(1.0, abs=1e-4) and abs(float(offset_px[1])) <= 4.0 + 1e-4
@@ -33,7 +33,7 @@ def test_an_equivariant_map_scores_zero_and_a_flickering_one_does_not():
     x = torch.rand(3, 3, 48, 48)
     motion = MotionConfig(noise=0)
     moved, grid, mask = moved_copies(x, motion)
-    pointwise = lambda t: t ** 2  # noqa: E731 (commutes with any warp, up to interpolation)
+    pointwise = lambda t: t ** 2  # commutes with any warp, up to interpolation  # noqa: E731
     steady = temporal_loss(pointwise(moved), pointwise(x), grid, mask)
     flicker = temporal_loss(moved + 0.1 * torch.randn_like(moved), x, grid, mask)
     assert float(steady) < 0.01 and float(flicker) > 0.009

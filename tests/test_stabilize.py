@@ -94,7 +94,7 @@ def test_eval_video_writes_table_json_and_strip(tmp_path):
     net1, stab1 = result["outputs"]["net"][1], result["outputs"]["stabilized"][1]
     assert net1["warp_error"] > 0 and stab1["warp_error"] <= net1["warp_error"]
     assert result["stabilizer"]["strength"] == 0.6
-    assert Image.open(strip).format == "JPEG" and Image.open(strip).size == (4 * 96 + 5 * 2, 3 * 64 + 4 * 2)
+    assert Image.open(strip).format == "JPEG" and Image.open(strip).size == (4 * 96 + 5 * 2, 5 * 64 + 6 * 2)
 
 
 @pytest.mark.parametrize("args, says", [

@@ -464,7 +464,8 @@ def evaluate_video(net: DynamicNet, frames: Sequence, *, clip: str = "", alphas:
     """``frames``: the clip's RGB uint8 frames (sides multiples of 4). ``stabilizer``: a callable
     returning a fresh object with ``apply(input, output)`` (``stream.stabilize.Stabilizer``), run on
     the net's output in order. ``strip``: a JPEG of ``strip_frames`` consecutive frames, one row
-    each for the input, the net at the largest α and (with a stabilizer) its stabilized output."""
+    for the input, then for the net at the largest α (and, with a stabilizer, its stabilized output)
+    a row of frames and a row of what the warping error sees (``temporal.residual_image``)."""
     from train import temporal
 
     if net.kind != "style":
@@ -485,13 +486,20 @@ def evaluate_video(net: DynamicNet, frames: Sequence, *, clip: str = "", alphas:
         outputs["stabilized"] = []
     strip_rows: list = []
     top = max(alphas, key=abs)
-    first = max(0, min(pairs.used[len(pairs.used) // 2], len(frames) - strip_frames))
-    window = slice(first, first + strip_frames)
+    # strip_frames consecutive frames whose pairs with the next frame are all scored (else the first)
+    scored = set(pairs.used)
+    starts = [t for t in pairs.used if all(t + k in scored for k in range(strip_frames))] or [0]
+    window = range(starts[len(starts) // 2], min(len(frames) - 1, starts[len(starts) // 2] + strip_frames))
+
+    def strip_of(outs):
+        return [[outs[t].copy() for t in window],
+                [temporal.residual_image(outs[t], outs[t + 1], pairs.flows[t], pairs.masks[t]) for t in window]]
+
     for a in alphas:
         ys = stylize_frames(net, frames, a)
         outputs["net"].append(temporal.stability(ys, pairs, g_in))
         if a == top:
-            strip_rows = [list(frames[window]), [y.copy() for y in ys[window]]]
+            strip_rows = [[frames[t] for t in window], *strip_of(ys)]
         if stabilizer is not None:
             stab = stabilizer()
             settings = {"strength": stab.strength, "flow": f"DIS ultrafast at {stab.flow_longer_side} px"}
@@ -499,7 +507,7 @@ def evaluate_video(net: DynamicNet, frames: Sequence, *, clip: str = "", alphas:
                 stab.apply(x, y)      # in place, in order
             outputs["stabilized"].append(temporal.stability(ys, pairs, g_in))
             if a == top:
-                strip_rows.append(list(ys[window]))
+                strip_rows += strip_of(ys)
     if strip is not None:
         save_strip(strip_rows, Path(strip))
     h, w = frames[0].shape[:2]

@@ -124,6 +124,16 @@ def pair_error(a_u8: np.ndarray, b_u8: np.ndarray, flow_ab: np.ndarray, mask: np
     return float(((a - b) ** 2).mean(-1)[mask].mean()) if mask.any() else float("inf")
 
 
+def residual_image(a_u8: np.ndarray, b_u8: np.ndarray, flow_ab: np.ndarray, mask: np.ndarray,
+                   gain: float = 4.0) -> np.ndarray:
+    """What the warping error sees, as a picture: |a - b warped back to a| times ``gain``, grey,
+    RGB uint8; pixels left out (occluded) are dark red."""
+    diff = np.abs(a_u8.astype(np.float32) - warp(b_u8, flow_ab).astype(np.float32)).mean(-1) * gain
+    out = np.repeat(np.clip(diff, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+    out[~mask] = (96, 0, 0)
+    return out
+
+
 def warping_error(frames: Sequence[np.ndarray], pairs: FlowPairs) -> float:
     """Lai et al.'s E of ``frames`` (the input or an output of it, same size) along ``pairs``."""
     if len(frames) != len(pairs.flows) + 1:
