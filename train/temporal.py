@@ -125,7 +125,7 @@ def pair_error(a_u8: np.ndarray, b_u8: np.ndarray, flow_ab: np.ndarray, mask: np
 
 
 def residual_image(a_u8: np.ndarray, b_u8: np.ndarray, flow_ab: np.ndarray, mask: np.ndarray,
-                   gain: float = 4.0) -> np.ndarray:
+                   gain: float = 8.0) -> np.ndarray:
     """What the warping error sees, as a picture: |a - b warped back to a| times ``gain``, grey,
     RGB uint8; pixels left out (occluded) are dark red."""
     diff = np.abs(a_u8.astype(np.float32) - warp(b_u8, flow_ab).astype(np.float32)).mean(-1) * gain
