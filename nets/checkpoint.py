@@ -27,7 +27,7 @@ import torch
 from nets.atomic import atomic_open
 from nets.dcgan import DCGANConfig, DCGANGenerator
 from nets.errors import CheckpointError, short_repr
-from nets.stylenet import PRESETS, StyleNet, StyleNetConfig
+from nets.stylenet import OUTPUTS as STYLENET_OUTPUTS, PRESETS, StyleNet, StyleNetConfig
 from nets.tuning import MODES, DynamicNet
 from nets.zoo_index import DEFAULT_MODEL, UNTRAINED, UNTRAINED_PREFIX, ZOO_DIR, ZooEntry, zoo_entries  # noqa: F401  (re-exported)
 
@@ -207,6 +207,12 @@ def check_arch(kind: str, arch: Any, where: str) -> None:
         if values is None or not all(isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in values):
             shape = f"a list of {length} whole numbers" if length else "a whole number"
             raise CheckpointError(f"{where}: arch.{key} must be {shape} from {lo} to {hi}, not {short_repr(value)}")
+    if net == "stylenet":
+        if "output_norm" in arch and not isinstance(arch["output_norm"], bool):
+            raise CheckpointError(f"{where}: arch.output_norm must be true or false, not {short_repr(arch['output_norm'])}")
+        if arch.get("output", "linear") not in STYLENET_OUTPUTS:
+            raise CheckpointError(f"{where}: arch.output must be one of {', '.join(STYLENET_OUTPUTS)}, "
+                                  f"not {short_repr(arch['output'])}")
 
 
 def _is_real(x: Any) -> bool:

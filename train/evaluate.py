@@ -128,7 +128,8 @@ def load_heldout(images_dir: Path, longer: int) -> list[tuple[str, torch.Tensor]
 
 def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, size: int = 256) -> Path:
     """A preview sheet: one row per held-out image (centre square crop), the input then the net at
-    α = 0, .25, .5, .75, 1 (dual nets: -1 .. 1), as the trainer's previews."""
+    α = 0, .25, .5, .75, 1 (dual nets: -1 .. 1), as the trainer's previews; for a model trained
+    against a teacher, each row is followed by the teacher's at the same objectives."""
     from train.data import center_box
     from train.style import preview
 
@@ -137,7 +138,35 @@ def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, s
     for p in paths:
         img = open_rgb(p)
         tiles.append(to_tensor(img.crop(center_box(img.width, img.height)).resize((size, size)))[None])
+    if teacher_objectives(net):
+        return _teacher_sheet(net, torch.cat(tiles), Path(path))
     return preview(net.eval(), torch.cat(tiles), Path(path))
+
+
+def _teacher_sheet(net: DynamicNet, images_nchw: torch.Tensor, path: Path, styles_dir: Optional[Path] = None) -> Path:
+    """Two rows per image: the input then the net at each preview α; under it the input again then
+    the teacher at the matching objectives (a grey tile where the teacher defines none)."""
+    from train.session import save_sheet
+    from train.style import PREVIEW_ALPHAS
+
+    records = teacher_objectives(net)
+    targets = {phase: target_from_record(rec, styles_dir, phase) for phase, rec in records.items()}
+    alphas = PREVIEW_ALPHAS[net.mode]
+    net = net.cpu().eval()
+    rows = []
+    with torch.no_grad():
+        for x in images_nchw.split(1):
+            conds = {phase: t.condition(x) for phase, t in targets.items()}
+            rows.append([x] + [net(x, a).clamp(0, 1) for a in alphas])
+            teacher_row = [x]
+            for a in alphas:
+                side = "higher" if a > 0 else "lower"
+                y = _teacher_at(x, targets["main"], targets.get(side), conds["main"], conds.get(side), abs(a)) \
+                    if a == 0 or side in targets else None
+                teacher_row.append(torch.full_like(x, 0.5) if y is None else y.clamp(0, 1))
+            rows.append(teacher_row)
+    tiles = torch.cat([t for row in rows for t in row])
+    return save_sheet(tiles, 1 + len(alphas), path)
 
 
 # --- Dynamic DCGAN ----------------------------------------------------------------------------

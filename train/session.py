@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from nets.atomic import atomic_open
 from nets.errors import DynastreamError, short_repr
 
 CHECK_STOP_EVERY = 10  # steps between the all-reduces that agree on a stop request under DDP
@@ -373,16 +374,14 @@ def versions() -> dict:
 
 
 def save_sheet(tiles_nchw: torch.Tensor, columns: int, path: Path) -> Path:
-    """Tiles in [0, 1], row-major, saved as one PNG, or JPEG by the suffix (written to a temporary
-    name, then renamed)."""
+    """Tiles in [0, 1], row-major, saved as one PNG, or JPEG by the suffix, atomically."""
     from PIL import Image
     from torchvision.utils import make_grid
 
     grid = make_grid(tiles_nchw.detach().float().clamp(0, 1).cpu(), nrow=columns, padding=2, pad_value=1.0)
     hwc_u8 = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    Image.fromarray(hwc_u8).save(tmp, format="JPEG" if jpeg else "PNG", **({"quality": 88} if jpeg else {}))
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        Image.fromarray(hwc_u8).save(f, format="JPEG" if jpeg else "PNG", **({"quality": 88} if jpeg else {}))
     return path

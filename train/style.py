@@ -19,7 +19,7 @@ import torch
 import nets
 from nets import DynamicNet
 from nets.checkpoint import from_dict
-from nets.stylenet import STYLE_SITES, Preset
+from nets.stylenet import ALL_STYLE_SITES, STYLE_SITES, Preset
 from nets.tuning import Group, Mode
 from train import config as configlib
 from train import teacher_cache
@@ -103,11 +103,13 @@ class NetConfig:
     preset: Preset = "paper"
     mode: Mode = "normal"
     sites: tuple[str, ...] = STYLE_SITES
+    init: Literal["random", "teacher"] = "random"   # teacher: the main net starts as objectives.main's
+                                                    # teacher (multistyle26 into preset fast; train/transplant.py)
 
     def __post_init__(self):
-        unknown = [s for s in self.sites if s not in STYLE_SITES]
+        unknown = [s for s in self.sites if s not in ALL_STYLE_SITES]
         if unknown or not self.sites or len(set(self.sites)) != len(self.sites):
-            raise ValueError(f"sites must be distinct names among {', '.join(STYLE_SITES)}")
+            raise ValueError(f"sites must be distinct names among {', '.join(ALL_STYLE_SITES)}")
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,9 @@ class StyleTrainConfig:
             raise ValueError("objectives.lower is only used by a dual net (net.mode: dual)")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError("name must be a plain file name")
+        if self.net.init == "teacher" and (self.net.preset != "fast" or not isinstance(self.objectives.main, TeacherObjectiveConfig)
+                                           or self.objectives.main.teacher != "multistyle26"):
+            raise ValueError("net.init: teacher needs net.preset fast and a multistyle26 teacher as objectives.main")
         if self.objectives.has_teacher and self.data.image_size > self.data.teacher_crop_size:
             raise ValueError("data.image_size must be at most data.teacher_crop_size (training sub-crops are cut "
                              "from the cached teacher crops)")
@@ -482,6 +487,8 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
     torch.manual_seed(cfg.seed)
     if ckpt is None:
         net = DynamicNet.for_style(cfg.net.preset, cfg.net.mode, cfg.net.sites)
+        if cfg.net.init == "teacher":
+            _init_from_teacher(net, cfg.objectives.main)
         state = _Progress()
     else:
         net = from_dict(ckpt, str(run.last))
@@ -538,6 +545,14 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
         _report(run, dataset, skipped, state)
     d.barrier()
     return run.final
+
+
+def _init_from_teacher(net: DynamicNet, objective: TeacherObjectiveConfig) -> None:
+    from train.teachers import Multistyle26Teacher, model_dir
+    from train.transplant import load_multistyle26, multistyle26_arrays
+
+    arrays = multistyle26_arrays(model_dir(objective.teacher, objective.model_dir))
+    load_multistyle26(net.main, arrays, Multistyle26Teacher.weights(objective.style, objective.style_weights))
 
 
 def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state,

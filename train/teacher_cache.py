@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from nets.atomic import atomic_open
 from train.data import MAX_SKIPS_REPORTED, CropDataset
+from train.teachers import TeacherError
 
 CACHE_VERSION = 1
 
@@ -64,7 +65,10 @@ def fill(folder: Path, description: dict, count: int, dataset: CropDataset, seed
     ``target`` maps (1, 3, S, S) in [0, 1] to the teacher's output of the same shape."""
     from tqdm import tqdm
 
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:   # a file or a dangling link in the way, no permission, a full disk
+        raise TeacherError(f"cannot create the teacher cache folder {folder} ({e.strerror or type(e).__name__})") from None
     meta = folder / "meta.json"
     if not meta.is_file():
         with atomic_open(meta, "w") as f:

