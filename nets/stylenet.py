@@ -18,12 +18,14 @@ Output = Literal["linear", "sigmoid"]
 OUTPUTS: tuple[str, ...] = ("linear", "sigmoid")
 
 STYLE_SITES = ("res3_in", "up1_in", "out_in")   # the default sites, the seed's
-# ``act_in``: the 3-channel input of the output activation, after the output norm. A net with an
-# instance-normalised output (``fast``) pins each output channel's mean and spread to the norm's
-# affine parameters, so only a site after it can change the palette; its tuning block is wider
-# inside (SITE_HIDDEN) than its 3 channels.
-ALL_STYLE_SITES = STYLE_SITES + ("act_in",)
-SITE_HIDDEN = {"act_in": 16}
+# Sites after an instance norm. A norm pins each channel's mean and spread to its affine
+# parameters, so a block before it can change only the normalised pattern; the conditional-norm
+# teachers differ from style to style in exactly those parameters. ``up1_norm`` and ``up2_norm``
+# sit right after the decoder's norms (before their ReLU), ``act_in`` after the output norm of a
+# ``fast`` net (the 3-channel input of its sigmoid). Their blocks are at least SITE_MIN_HIDDEN wide
+# inside, however few channels they tune.
+ALL_STYLE_SITES = STYLE_SITES + ("up1_norm", "up2_norm", "act_in")
+SITE_MIN_HIDDEN = 16
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,12 @@ class StyleNet(nn.Module):
     @property
     def site_channels(self) -> dict[str, int]:
         c3 = self.config.encoder_widths[2]
-        return {"res3_in": c3, "up1_in": c3, "out_in": self.config.decoder_widths[1], "act_in": 3}
+        d1, d2 = self.config.decoder_widths
+        return {"res3_in": c3, "up1_in": c3, "out_in": d2, "up1_norm": d1, "up2_norm": d2, "act_in": 3}
 
     @property
     def site_hidden(self) -> dict[str, int]:
-        return dict(SITE_HIDDEN)
+        return {s: max(c, SITE_MIN_HIDDEN) for s, c in self.site_channels.items() if s not in STYLE_SITES}
 
     # Each site's features have the input's size divided by its stride, rounded up (the stride-2
     # convolutions); the decoder's x2 upsamplings bring a side back to a multiple of 4, up to 3
@@ -135,8 +138,13 @@ class StyleNet(nn.Module):
             y = block(y)
         if inject is not None:
             y = inject("up1_in", y)
-        y = self.relu(self.in4(self.up1(y)))
-        y = self.relu(self.in5(self.up2(y)))
+        y = self.in4(self.up1(y))
+        if inject is not None:
+            y = inject("up1_norm", y)
+        y = self.in5(self.up2(self.relu(y)))
+        if inject is not None:
+            y = inject("up2_norm", y)
+        y = self.relu(y)
         if inject is not None:
             y = inject("out_in", y)
         y = self.out_norm(self.out(y))
@@ -152,7 +160,11 @@ def stylenet_macs_per_pixel(config: StyleNetConfig, tuning_sites: tuple[str, ...
     macs = 81 * 3 * c1 + 9 * c1 * c2 / 4 + 9 * c2 * c3 / 16
     macs += config.n_res * 2 * 9 * c3 * c3 / 16
     macs += 9 * c3 * d1 / 4 + 9 * d1 * d2 + 81 * d2 * 3
-    act = SITE_HIDDEN["act_in"]
-    site_cost = {"res3_in": 3 * 9 * c3 * c3 / 16, "up1_in": 3 * 9 * c3 * c3 / 16, "out_in": 3 * 9 * d2 * d2,
-                 "act_in": 9 * (3 * act + act * act + act * 3)}
+
+    def block(c: int, h: int) -> float:   # a tuning block's three 3x3 convolutions
+        return 9 * (c * h + h * h + h * c)
+
+    wide = {c: max(c, SITE_MIN_HIDDEN) for c in (3, d1, d2)}
+    site_cost = {"res3_in": block(c3, c3) / 16, "up1_in": block(c3, c3) / 16, "out_in": block(d2, d2),
+                 "up1_norm": block(d1, wide[d1]) / 4, "up2_norm": block(d2, wide[d2]), "act_in": block(3, wide[3])}
     return macs + sum(site_cost[s] for s in tuning_sites)

@@ -51,9 +51,11 @@ def card_of(net, name: str, styles: list[str], device: str, eval_json: dict, eva
         weights = {k: v for k, v in (rec.get("loss_weights") or {}).items() if v}
         style = cfg["objectives"][phase]
         objectives[phase] = {"teacher": rec.get("teacher"), "alpha": rec.get("alpha"),
-                             **{k: style[k] for k in ("style", "style_weights", "style_image", "strength")
+                             **{k: style[k] for k in ("style", "style_weights", "style_image")
                                 if style.get(k) is not None},
-                             **({"loss_weights": weights} if prov["steps"].get(phase) else {"trained": False})}
+                             **({"strength": style["strength"]} if rec.get("teacher") == "arbitrary" else {}),
+                             **({"loss_weights": weights, "interpolate": bool(rec.get("interpolate"))}
+                                if prov["steps"].get(phase) else {"trained": False})}
     cache = {phase: {"computed": c["computed"], "reused": c["reused"], "seconds": c["seconds"]}
              for phase, c in (prov.get("teacher_cache") or {}).items()}
     return {

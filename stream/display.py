@@ -32,7 +32,7 @@ class DisplayError(DynastreamError):
 
 
 # Performer names of the tuning sites (the HUD shows these; the help overlay maps them to the sites).
-SITE_LABELS = {"res3_in": "coarse", "up1_in": "mid", "out_in": "fine", "act_in": "colour", "layer3_out": "layer3"}
+SITE_LABELS = {"res3_in": "coarse", "up1_in": "mid", "out_in": "fine", "up1_norm": "strokes", "up2_norm": "detail", "act_in": "colour", "layer3_out": "layer3"}
 
 
 def site_label(site: str) -> str:

@@ -59,7 +59,7 @@ class LiveError(DynastreamError):
 @dataclass(frozen=True)
 class LiveConfig:
     source: Optional[str] = None                  # None: camera 0, else the demo clip
-    models: tuple[str, ...] = (DEFAULT_MODEL, "lite-string-to-elephants")  # `m` cycles through these, then the zoo's
+    models: tuple[str, ...] = (DEFAULT_MODEL, "fast-dual-gold-blue-red")  # `m` cycles through these, then the zoo's
     device: str = "auto"
     precision: str = "auto"
     backend: str = "auto"

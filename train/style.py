@@ -24,7 +24,7 @@ from nets.tuning import Group, Mode
 from train import config as configlib
 from train import teacher_cache
 from train.data import GENERATED, CropDataset, batches, load_style_image
-from train.distill import TeacherObjective, TeacherObjectiveConfig, TeacherTarget
+from train.distill import InterpolatedTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
 from train.losses import content_loss, gram, style_loss, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
 from train.motion import MotionConfig, moved_copies, temporal_loss
@@ -190,6 +190,15 @@ class StyleTrainConfig:
         if self.net.init == "teacher" and (self.net.preset != "fast" or not isinstance(self.objectives.main, TeacherObjectiveConfig)
                                            or self.objectives.main.teacher != "multistyle26"):
             raise ValueError("net.init: teacher needs net.preset fast and a multistyle26 teacher as objectives.main")
+        for phase in ("higher", "lower"):
+            o, main = getattr(self.objectives, phase), self.objectives.main
+            if isinstance(o, TeacherObjectiveConfig) and o.interpolate and not (
+                    isinstance(main, TeacherObjectiveConfig) and main.teacher == o.teacher
+                    and main.model_dir == o.model_dir and o.teacher in ("arbitrary", "multistyle26")):
+                raise ValueError(f"objectives.{phase}.interpolate needs objectives.main to be the same named "
+                                 "teacher (arbitrary or multistyle26): the objectives in between mix their conditioning")
+        if isinstance(self.objectives.main, TeacherObjectiveConfig) and self.objectives.main.interpolate:
+            raise ValueError("objectives.main.interpolate: only tuning phases (higher, lower) interpolate")
         if self.objectives.has_teacher and self.data.image_size > self.data.teacher_crop_size:
             raise ValueError("data.image_size must be at most data.teacher_crop_size (training sub-crops are cut "
                              "from the cached teacher crops)")
@@ -516,6 +525,9 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
                 continue
             start = state.phase_step if index == state.phase_index else 0
             objectives[ph.name] = objective = _objective(ph, lossnet, styles, caches, cfg, state)
+            if isinstance(ph.objective, TeacherObjectiveConfig) and ph.objective.interpolate:
+                objective.online = InterpolatedTargets(TeacherTarget(cfg.objectives.main), TeacherTarget(ph.objective),
+                                                       ph.alpha, cfg.seed)
             data = _phase_data(cfg, d, dataset, ph, caches, state.step)
             optimizer = make_optimizer(net, ph.name, ph.lr)
             scaler = amp.scaler()
@@ -569,15 +581,20 @@ def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler
             x_nchw, skipped = batch[0], batch[-1]
             if (skipped >= 0).any():                     # CPU tensor: no device sync
                 state.skipped.update(int(i) for i in skipped[skipped >= 0])
+            step_alpha = alpha
+            if isinstance(objective, TeacherObjective) and objective.online is not None:   # targets between the ends
+                step_alpha, target_cpu = objective.online(x_nchw, state.step)
+                step_alpha, target_nchw = step_alpha.to(d.device), target_cpu.to(d.device, non_blocking=True)
+            else:
+                target_nchw = batch[1].to(d.device, non_blocking=True) if len(batch) == 3 else None
             x_nchw = x_nchw.to(d.device, non_blocking=True)
-            target_nchw = batch[1].to(d.device, non_blocking=True) if len(batch) == 3 else None
             if objective.needs_calibration:
-                terms0 = measure_terms(model, alpha, objective, x_nchw, amp, target_nchw)
+                terms0 = measure_terms(model, step_alpha, objective, x_nchw, amp, target_nchw)
                 keys = list(terms0)
                 values = d.mean(torch.stack([terms0[k] for k in keys])).tolist()  # sync, once per phase
                 objective.calibrate(dict(zip(keys, values)))
                 state.initial_terms[ph.name] = objective.initial
-            terms = train_step(model, alpha, objective, optimizer, x_nchw, amp, scaler, target_nchw)
+            terms = train_step(model, step_alpha, objective, optimizer, x_nchw, amp, scaler, target_nchw)
             meter.add(terms)
             state.phase_step += 1
             state.step += 1
