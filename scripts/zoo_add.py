@@ -3,7 +3,7 @@
     python scripts/zoo_add.py runs/fast-blue-to-red/fast-blue-to-red.pt \\
         --description "..." --license "..." --style "A: ..." --style "B: ..."
 
-Copies the checkpoint to nets/zoo/NAME.pt, runs ``dynastream eval`` against its teacher on the
+Writes the checkpoint to nets/zoo/NAME.pt with fp16 weights (as every zoo file), runs ``dynastream eval`` against its teacher on the
 held-out photos (docs/zoo/NAME.eval.json and the preview sheet docs/zoo/NAME.jpg: each row of the
 model under the teacher's row at the same objectives) and writes the NAME entry of
 nets/zoo/zoo.yaml (replacing one of that name) with a card built from the checkpoint's provenance
@@ -13,7 +13,6 @@ and the eval. Every number in the card comes from the checkpoint or from this ru
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -100,8 +99,8 @@ def main(argv=None) -> int:
     net = nets.load(str(args.checkpoint))
     name = net.meta["provenance"]["config"]["name"]
     target = ZOO_DIR / f"{name}.pt"
-    with atomic_open(target) as f, open(args.checkpoint, "rb") as src:
-        shutil.copyfileobj(src, f)
+    nets.save(net, target, objectives=net.meta["objectives"], provenance=net.meta["provenance"],
+              alpha_range=tuple(net.alpha_range), half=True)   # the zoo stores fp16 weights
     net = nets.load(str(target))
     t0 = time.perf_counter()
     result = evaluate_teacher(net, args.images)

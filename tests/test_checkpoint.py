@@ -290,7 +290,7 @@ def test_a_corrupted_zoo_checkpoint_is_one_sentence_and_render_writes_nothing(tm
     """2,000 bytes XORed in the middle of a copy of a zoo file: refused, exit 2, no output."""
     from PIL import Image
 
-    data = bytearray((ZOO_DIR / "lite-elephants-strength.pt").read_bytes())
+    data = bytearray((ZOO_DIR / "fast-blue-to-red.pt").read_bytes())
     middle = len(data) // 2
     data[middle - 1000:middle + 1000] = bytes(b ^ 0x5A for b in data[middle - 1000:middle + 1000])
     bad = tmp_path / "bad.pt"

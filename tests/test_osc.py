@@ -65,10 +65,10 @@ def test_fixed_addresses_drive_the_controller(osc_setup):
     assert target(controller)[0] == 0.0 and controller.status().lfo
     client.send_message("/dynastream/lfo", 0)
     client.send_message("/dynastream/model", "next")
-    client.send_message("/dynastream/model", "lite-dual-string-elephants")
+    client.send_message("/dynastream/model", "fast-dual-gold-blue-red")
     commands = drain(inbox, controller, 8)
     assert not controller.status().lfo
-    assert commands == [Command(Action.NEXT_MODEL), Command(Action.LOAD_MODEL, "lite-dual-string-elephants")]
+    assert commands == [Command(Action.NEXT_MODEL), Command(Action.LOAD_MODEL, "fast-dual-gold-blue-red")]
     assert inbox.stats()["osc"] == {"taken": 8, "refused": 0}
 
 

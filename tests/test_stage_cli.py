@@ -62,9 +62,9 @@ def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_p
             assert page.wait_for("document.getElementById('picture').naturalWidth") == 160   # a frame arrived
             # OSC's α reaches the controller and comes back in the page's state (slew: ~0.1 s)
             page.wait_for("document.getElementById('alpha-res3_in-value').textContent === '0.90'")
-            page.evaluate("(() => { const s = document.getElementById('alpha-out_in'); s.value = 0.1;"
+            page.evaluate("(() => { const s = document.getElementById('alpha-act_in'); s.value = 0.1;"
                           " s.dispatchEvent(new Event('input')); return true; })()")
-            page.wait_for("document.getElementById('alpha-out_in-value').textContent === '0.10'")
+            page.wait_for("document.getElementById('alpha-act_in-value').textContent === '0.10'")
             page.wait_for("document.getElementById('model').textContent.includes('web (2 viewers)')")
             shot = page.screenshot()
             box = page.evaluate("(() => { const r = document.getElementById('picture').getBoundingClientRect();"
@@ -79,11 +79,11 @@ def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_p
     assert "Traceback" not in err
     summary = out.strip().splitlines()[-1]
     assert "osc 1 messages taken, 2 refused" in summary and "web 1 messages taken, 0 refused" in summary, summary
-    assert "last alpha res3_in 0.90 up1_in 0.50 out_in 0.10" in summary, summary
+    assert "last alpha res3_in 0.90 up1_norm 0.50 up2_norm 0.50 act_in 0.10" in summary, summary
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["inputs"]["osc"]["taken"] == 1 and stats["inputs"]["osc"]["refused"] == 2
     assert stats["inputs"]["web"] == {"taken": 1, "refused": 0}
-    assert stats["alpha_last"] == {"res3_in": 0.9, "up1_in": 0.5, "out_in": 0.1}
+    assert stats["alpha_last"] == {"res3_in": 0.9, "up1_norm": 0.5, "up2_norm": 0.5, "act_in": 0.1}
     assert stats["sinks"]["web"]["sent"] > 0 and stats["sinks"]["web"]["failed"] is False
     assert stats["ended_by"] == "Ctrl-C"
 

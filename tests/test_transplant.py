@@ -103,6 +103,20 @@ def test_a_morph_trained_from_the_teacher_is_the_teacher_at_alpha_zero(tmp_path,
     assert float((at0 - teacher(rng_image, Multistyle26Teacher.weights(19, None))).abs().max()) < 1e-4
     assert not torch.allclose(at1, at0)
     assert net.meta["provenance"]["steps"] == {"main": 0, "higher": 3}
+    # the eval sheet: each image's row of the model over the teacher's row at the same objectives
+    from PIL import Image
+
+    from train.data import generated_content
+    from train.evaluate import sweep_sheet
+    held = tmp_path / "held"
+    held.mkdir()
+    for i in range(2):
+        generated_content(i, 48).save(held / f"{i}.png")
+    sheet = np.asarray(Image.open(sweep_sheet(net, held, tmp_path / "sheet.png", count=2, size=32)))
+    assert sheet.shape == (4 * 34 + 2, 6 * 34 + 2, 3)
+    tile = lambda row, col: sheet[2 + row * 34:2 + row * 34 + 32, 2 + col * 34:2 + col * 34 + 32].astype(int)  # noqa: E731
+    assert np.abs(tile(0, 1) - tile(1, 1)).max() <= 1, "at alpha 0 the model is the teacher"
+    assert np.abs(tile(0, 5) - tile(1, 5)).max() > 8, "3 steps do not reach the teacher at alpha 1"
 
 
 @pytest.mark.parametrize("change, message", [
