@@ -118,7 +118,7 @@ class StyleNet(nn.Module):
     # convolutions); the decoder's x2 upsamplings bring a side back to a multiple of 4, up to 3
     # pixels more than the input's (cropped at the end). An α map is resized to a site's size by
     # averaging stride x stride cells of the map, after padding it by ``map_pad`` replicated pixels.
-    site_strides = {"res3_in": 4, "up1_in": 4, "out_in": 1}
+    site_strides = {"res3_in": 4, "up1_in": 4, "out_in": 1, "up1_norm": 2, "up2_norm": 1, "act_in": 1}
     map_pad = 3
 
     def forward(self, x: torch.Tensor, inject: Optional[Inject] = None) -> torch.Tensor:

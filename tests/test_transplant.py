@@ -174,3 +174,15 @@ def test_interpolated_blocks_train_against_the_teacher_between_the_ends(tmp_path
     from train.config import ConfigError
     with pytest.raises(ConfigError, match="interpolate needs objectives.main to be the same named teacher"):
         from_dict(StyleTrainConfig, raw)
+
+
+def test_an_alpha_map_reaches_the_new_sites(rng_image):
+    torch.manual_seed(0)
+    net = DynamicNet.for_style("fast", sites=ALL_SITES).eval()
+    ones = torch.ones(1, 1, *rng_image.shape[-2:])
+    with torch.no_grad():
+        assert torch.equal(net(rng_image, 0.7, ones), net(rng_image, 0.7))
+        assert torch.equal(net(rng_image, 0.7, torch.zeros_like(ones)), net.main(rng_image))
+    odd = torch.rand(1, 3, 37, 51)
+    with torch.no_grad():
+        assert net(odd, 1.0, torch.ones(1, 1, 37, 51)).shape == odd.shape
