@@ -292,7 +292,7 @@ def add_distill(sub) -> None:
                     "0.3, alpha 1 at strength 1. Uses configs/train/distill-strength.yaml and the photos of "
                     "`python -m train.datasets fetch-demo data/demo`; writes runs/distill-NAME/distill-NAME.pt.")
     p.add_argument("style_image", help="the picture whose style to learn")
-    p.add_argument("--steps", type=int, help="steps of each phase (default: the config's, 3000)")
+    p.add_argument("--steps", type=int, help="steps of each phase (default: 1500)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the distillation config (repeatable)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/distill-NAME)")
