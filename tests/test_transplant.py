@@ -166,9 +166,10 @@ def test_interpolated_blocks_train_against_the_teacher_between_the_ends(tmp_path
     mix = (1 - t) * Multistyle26Teacher.weights(19, None) + t * Multistyle26Teacher.weights(20, None)
     assert float((y[:1] - teacher(rng_image, mix)).abs().max()) < 1e-5
     raw = config(tmp_path)
-    raw["objectives"]["higher"]["interpolate"] = True
+    raw["objectives"]["higher"].update(interpolate=True, temporal_weight=1.0)   # one α per sample and its moved copy
     path = train(from_dict(StyleTrainConfig, raw), tmp_path / "run")
-    assert nets.load(str(path)).meta["objectives"]["higher"]["interpolate"] is True
+    record = nets.load(str(path)).meta["objectives"]["higher"]
+    assert record["interpolate"] is True and record["loss_weights"]["temporal"] == 1.0
     raw["objectives"]["main"] = {"teacher": "arbitrary", "style_image": "generated:stripes"}
     raw["net"]["init"] = "random"
     from train.config import ConfigError

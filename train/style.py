@@ -330,7 +330,7 @@ def make_optimizer(net: DynamicNet, group: Group, lr: float) -> torch.optim.Adam
     return torch.optim.Adam(net.group_parameters(group), lr=lr)
 
 
-def train_step(model: torch.nn.Module, alpha: Optional[float], objective: Union[Objective, TeacherObjective],
+def train_step(model: torch.nn.Module, alpha: Union[None, float, torch.Tensor], objective: Union[Objective, TeacherObjective],
                optimizer: torch.optim.Optimizer, x_nchw: torch.Tensor, amp: Optional[Amp] = None,
                scaler: Optional["torch.amp.GradScaler"] = None,
                target_nchw: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
@@ -354,13 +354,13 @@ def train_step(model: torch.nn.Module, alpha: Optional[float], objective: Union[
     return out
 
 
-def measure_terms(model: torch.nn.Module, alpha: Optional[float], objective: Union[Objective, TeacherObjective],
+def measure_terms(model: torch.nn.Module, alpha: Union[None, float, torch.Tensor], objective: Union[Objective, TeacherObjective],
                   x_nchw: torch.Tensor, amp: Amp, target_nchw: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         return forward_terms(model, alpha, objective, x_nchw, amp, target_nchw)
 
 
-def forward_terms(model: torch.nn.Module, alpha: Optional[float], objective: Union[Objective, TeacherObjective],
+def forward_terms(model: torch.nn.Module, alpha: Union[None, float, torch.Tensor], objective: Union[Objective, TeacherObjective],
                   x_nchw: torch.Tensor, amp: Amp, target_nchw: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
     """The net on the batch and the objective's unweighted terms. With a temporal term the batch is
     run together with its randomly moved copies (``train.motion``), in one forward pass."""
@@ -368,6 +368,8 @@ def forward_terms(model: torch.nn.Module, alpha: Optional[float], objective: Uni
     if temporal:
         moved, grid, mask = moved_copies(x_nchw, objective.motion)
         x_in = torch.cat([x_nchw, moved])
+        if isinstance(alpha, torch.Tensor):   # one α per sample (interpolate): the moved copy keeps its crop's
+            alpha = torch.cat([alpha, alpha])
     else:
         x_in = x_nchw
     with amp.autocast():
