@@ -103,7 +103,8 @@ def main(argv=None) -> int:
               alpha_range=tuple(net.alpha_range), half=True)   # the zoo stores fp16 weights
     net = nets.load(str(target))
     t0 = time.perf_counter()
-    result = evaluate_teacher(net, args.images)
+    alphas = [-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0] if net.mode == "dual" else [0.0, 0.25, 0.5, 0.75, 1.0]
+    result = evaluate_teacher(net, args.images, alphas=alphas)
     eval_s = time.perf_counter() - t0
     print(result.table())
     docs = REPO / "docs" / "zoo"
