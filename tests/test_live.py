@@ -174,7 +174,7 @@ def test_record_writes_every_shown_frame_and_the_alpha_track(tmp_path):
     for i, got in enumerate(frames):   # H.264 of noisy untrained output: near, and nearest to its own frame
         diffs = np.abs(shown - got.astype(int)).mean(axis=(1, 2, 3))
         assert diffs[i] < 20 and diffs[i] == diffs.min()
-    performed = load_track(keyframes, ("res3_in", "up1_in", "out_in"), (0.0, 1.0))
+    performed = load_track(keyframes, nets.load(DEFAULT_MODEL).sites, (0.0, 1.0))
     for _, time_s, alpha, _ in collect.frames:
         np.testing.assert_allclose(performed.alpha_at(t=time_s), alpha, atol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alpha.csv", "src.mkv", "take.keyframes.yaml", "take.mp4"]

@@ -180,7 +180,8 @@ def test_image_to_image_and_folder_to_folder(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     render(tmp_path / "a.png", tmp_path / "a_out.png", RenderConfig(alpha=0.7))
     got = cv2.cvtColor(cv2.imread(str(tmp_path / "a_out.png")), cv2.COLOR_BGR2RGB)
-    np.testing.assert_array_equal(got, engine_reference([image], [[0.7] * 3])[0])
+    n_sites = len(nets.load(DEFAULT_MODEL).sites)
+    np.testing.assert_array_equal(got, engine_reference([image], [[0.7] * n_sites])[0])
 
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -195,7 +196,7 @@ def test_image_to_image_and_folder_to_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == [f"f{i:02d}.png" for i in range(4)]
     for i, rgb in enumerate(images):
         got = cv2.cvtColor(cv2.imread(str(tmp_path / "styled" / f"f{i:02d}.png")), cv2.COLOR_BGR2RGB)
-        np.testing.assert_array_equal(got, engine_reference([rgb], [[i / 3] * 3])[0])
+        np.testing.assert_array_equal(got, engine_reference([rgb], [[i / 3] * n_sites])[0])
 
     (folder / "f09.png").write_bytes(b"broken")      # fails last: nothing may appear
     with pytest.raises(DynastreamError, match="cannot read .*f09.png"):
@@ -210,13 +211,14 @@ def test_a_recordings_keyframes_rerender_the_same_alpha_per_frame(tmp_path):
     net = nets.load(DEFAULT_MODEL)
     source = VideoFileSource(str(src))
     engine = Engine(net, EngineConfig(device="cpu"), source.shape_hwc[:2])
-    ring = FrameRing(2, source.shape_hwc, "block", n_alpha=3)
+    n = len(net.sites)
+    ring = FrameRing(2, source.shape_hwc, "block", n_alpha=n)
     frame_in, frame_out = ring.acquire_write(), ring.acquire_write()
     rec = Recorder(tmp_path / "take.mkv", 64, 48, net.sites, fps=source.fps, options=FFV1)
     performed = []
     while source.read_into(frame_in):
         i = frame_in.index
-        alpha = np.array([min(i / 6, 1.0), 0.5, 1.0 - i / 11], np.float32) if i >= 3 else np.zeros(3, np.float32)
+        alpha = np.array([min(i / 6, 1.0), 0.5, 1.0 - i / 11, 0.25][:n], np.float32) if i >= 3 else np.zeros(n, np.float32)
         frame_out.rgb_hwc_u8[...] = engine.run([frame_in.rgb_hwc_u8], alpha[None])[0]
         frame_out.copy_meta_from(frame_in)
         frame_out.alpha[:] = alpha
