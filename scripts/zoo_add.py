@@ -118,8 +118,12 @@ def main(argv=None) -> int:
              "size_bytes": os.path.getsize(target), "description": args.description, "license": args.license,
              "card": card_of(net, name, args.style, args.device, eval_json, eval_s)}
     index = ZOO_DIR / "zoo.yaml"
-    models = [m for m in (yaml.safe_load(index.read_text()) or {}).get("models", []) if m["name"] != name]
-    models.insert(0, entry)
+    models = (yaml.safe_load(index.read_text()) or {}).get("models", [])
+    at = next((i for i, m in enumerate(models) if m["name"] == name), None)
+    if at is None:
+        models.insert(0, entry)   # a new model comes first (`dynastream models` lists the index in order)
+    else:
+        models[at] = entry
     with atomic_open(index, "w") as f:
         f.write(HEADER + yaml.safe_dump({"models": models}, sort_keys=False, allow_unicode=True, width=110))
     print(f"wrote {target}, {index} ({name}), docs/zoo/{name}.eval.json and docs/zoo/{name}.jpg")
