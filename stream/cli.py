@@ -604,7 +604,7 @@ def _write_eval(result, net, args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, result.to_dict())
     if args.sheet:
-        print(f"wrote {sweep_sheet(net, args.images, args.sheet)}")
+        print(f"wrote {sweep_sheet(net, args.images, args.sheet, styles_dir=args.styles)}")
     return 0
 
 

@@ -126,7 +126,8 @@ def load_heldout(images_dir: Path, longer: int) -> list[tuple[str, torch.Tensor]
     return out
 
 
-def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, size: int = 256) -> Path:
+def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, size: int = 256,
+                styles_dir: Optional[Path] = None) -> Path:
     """A preview sheet: one row per held-out image (centre square crop), the input then the net at
     α = 0, .25, .5, .75, 1 (dual nets: -1 .. 1), as the trainer's previews; for a model trained
     against a teacher, each row is followed by the teacher's at the same objectives."""
@@ -139,11 +140,11 @@ def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, s
         img = open_rgb(p)
         tiles.append(to_tensor(img.crop(center_box(img.width, img.height)).resize((size, size)))[None])
     if teacher_objectives(net):
-        return _teacher_sheet(net, torch.cat(tiles), Path(path))
+        return _teacher_sheet(net, torch.cat(tiles), Path(path), styles_dir)
     return preview(net.eval(), torch.cat(tiles), Path(path))
 
 
-def _teacher_sheet(net: DynamicNet, images_nchw: torch.Tensor, path: Path, styles_dir: Optional[Path] = None) -> Path:
+def _teacher_sheet(net: DynamicNet, images_nchw: torch.Tensor, path: Path, styles_dir: Optional[Path]) -> Path:
     """Two rows per image: the input then the net at each preview α; under it the input again then
     the teacher at the matching objectives (a grey tile where the teacher defines none)."""
     from train.session import save_sheet
