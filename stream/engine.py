@@ -126,6 +126,14 @@ def has_onnxruntime() -> bool:
 # (tens of seconds the first time for a shape), which pays back within a few hundred frames at
 # 320x240 but not for thumbnails and tests.
 COMPILE_MIN_PIXELS = 320 * 240
+# ... and a render compiles only a job of at least this many frames (``render_backend``): a photo or a
+# short clip is done in eager torch before a compile would have finished.
+COMPILE_MIN_FRAMES = 200
+
+
+def render_backend(frames: Optional[int]) -> Backend:
+    """The backend of a render of ``frames`` frames (None: not known, as for a stream)."""
+    return "eager" if frames is not None and frames < COMPILE_MIN_FRAMES else "auto"
 
 
 # Freezing lets inductor treat weights as constants and prepack them for oneDNN; measured faster on

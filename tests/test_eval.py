@@ -37,9 +37,8 @@ def test_eval_sweeps_alpha_and_writes_json(tmp_path):
     assert Image.open(tmp_path / "sheet.png").size[0] > 6 * 32
 
 
-def test_eval_without_style_objectives_is_one_sentence(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "stream", "eval", "untrained:lite", "--images", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+def test_eval_without_style_objectives_is_one_sentence(tmp_path, run_cli):
+    proc = run_cli("eval", "untrained:lite", "--images", tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "records no style objectives" in proc.stderr
 
 

@@ -142,7 +142,7 @@ def test_a_missing_subset_folder_is_reported_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_eval_scores_a_dcgan_with_a_subset_classifier(tmp_path):
+def test_eval_scores_a_dcgan_with_a_subset_classifier(tmp_path, run_cli):
     model = train(tiny(), tmp_path / "run")
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-m", "stream", "eval", str(model), "--samples", "16", "--alphas", "0,1",
@@ -156,8 +156,7 @@ def test_eval_scores_a_dcgan_with_a_subset_classifier(tmp_path):
     assert "subset classifier accuracy" in proc.stdout
     with Image.open(tmp_path / "e.png") as sheet:
         assert sheet.size == (2 * 66 + 2, 8 * 66 + 2)
-    bad = subprocess.run([sys.executable, "-m", "stream", "eval", str(model), "--subsets", "only-one"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    bad = run_cli("eval", model, "--subsets", "only-one")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--subsets must be two folders" in bad.stderr
 
 
