@@ -33,13 +33,14 @@ from nets.atomic import atomic_open
 from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 from stream import signals
+from stream.alpha import Action, AlphaController, Command, ControllerConfig, ControlsError
 from stream.alphamap import MapSource, open_map
-from stream.controls import (Action, AlphaController, Command, ControllerConfig, ControlsError, MidiInput,
-                             MidiMap, handle_event, open_midi)
+from stream.controls import handle_event
 from stream.display import HudInfo, Window
 from stream.engine import Engine, EngineConfig, pick_device
 from stream.keyframes import load_track
 from stream.latent import WALK_SIZE, GeneratorEngine
+from stream.midi import MidiInput, MidiMap, open_midi
 from stream.ring import Frame, FrameRing
 from stream.sinks import Take as _Take, WindowSink
 from stream.sources import ClockSource, Source, open_source, pump

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import nets
 from stream.cli import main
-from stream.controls import ControllerConfig
+from stream.alpha import ControllerConfig
 from stream.keyframes import load_track
 from stream.latent import WALK_KEYS, LatentWalk, latent_keys
 from stream.live import LiveConfig, LivePipeline, run_live
