@@ -396,6 +396,8 @@ class LivePipeline:
             self.engine = engine
         else:
             self.engine.use(prepared)
+        if self.stabilizer is not None and net is not self.net:
+            self.stabilizer.reset()   # the previous result is the other model's picture: not blended into this one
         self.net = net
         self.controller.set_model(net.sites, net.alpha_range)
         if self.hud.status and not self.engine.compile_pending:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import nets
+
 from stream.stabilize import Stabilizer
 from tests.media import panning_frames, texture, write_frames
 from tests.test_temporal import flicker
@@ -143,3 +145,23 @@ def test_live_stabilize_runs_headless(tmp_path):
     pipeline.run()
     assert pipeline.stabilizer is not None and pipeline.stabilizer._have_previous
     assert len(shown) >= 2
+
+
+def test_a_model_switch_starts_the_stabilizer_afresh_and_the_compiled_net_does_not(tmp_path):
+    """Blending the old model's last picture into the new model's first would smear one style into
+    the other for a few frames; the compiled copy of the same net is the same picture."""
+    from stream.live import LiveConfig, LivePipeline
+
+    clip = write_frames(tmp_path / "pan.mp4", panning_frames(4, height=48, width=64))
+    pipeline = LivePipeline(LiveConfig(source=str(clip), models=("untrained:lite",), headless=True, frames=4,
+                                       backend="eager", stabilize=0.6), report=lambda m: None)
+    pipeline.run()
+    assert pipeline.stabilizer._have_previous
+    same = pipeline.net
+    pipeline._pending = (None, pipeline.engine.prepare(same), same, "untrained:lite")
+    pipeline._apply_pending_model()
+    assert pipeline.stabilizer._have_previous, "the same net (its compiled copy) keeps the history"
+    other = nets.load("untrained:lite")
+    pipeline._pending = (None, pipeline.engine.prepare(other), other, "untrained:lite")
+    pipeline._apply_pending_model()
+    assert not pipeline.stabilizer._have_previous
