@@ -24,7 +24,7 @@ from nets.tuning import Group, Mode
 from train import config as configlib
 from train import teacher_cache
 from train.data import GENERATED, CropDataset, batches, load_style_image
-from train.distill import InterpolatedTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
+from train.distill import InterpolatedTargets, OnlineTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
 from train.losses import content_loss, gram, style_loss, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
 from train.loop import Phase as LoopPhase, run_phase
@@ -530,6 +530,8 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
             if isinstance(ph.objective, TeacherObjectiveConfig) and ph.objective.interpolate:
                 objective.online = InterpolatedTargets(TeacherTarget(cfg.objectives.main), TeacherTarget(ph.objective),
                                                        ph.alpha, cfg.seed)
+            elif isinstance(ph.objective, TeacherObjectiveConfig) and ph.objective.online:
+                objective.online = OnlineTargets(TeacherTarget(ph.objective), None if ph.name == "main" else ph.alpha)
             data = _phase_data(cfg, d, dataset, ph, caches, state.step)
             optimizer = make_optimizer(net, ph.name, ph.lr)
             scaler = amp.scaler()
@@ -580,7 +582,8 @@ def _phase(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp
         step_alpha = alpha
         if isinstance(objective, TeacherObjective) and objective.online is not None:   # targets between the ends
             step_alpha, target_cpu = objective.online(x_nchw, state.step)
-            step_alpha, target_nchw = step_alpha.to(d.device), target_cpu.to(d.device, non_blocking=True)
+            step_alpha = step_alpha if step_alpha is None else step_alpha.to(d.device)
+            target_nchw = target_cpu.to(d.device, non_blocking=True)
         else:
             target_nchw = batch[1].to(d.device, non_blocking=True) if len(batch) == 3 else None
         x_nchw = x_nchw.to(d.device, non_blocking=True)
