@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 import nets
+from configs.schema import ConfigError, option, positive, size_wh, text, whole_number
 from nets.atomic import atomic_open
 from nets.checkpoint import DEFAULT_MODEL
-from nets.errors import DynastreamError
+from nets.errors import DynastreamError, short_repr
 from stream import signals
 from stream.alpha import Action, AlphaController, Command, ControllerConfig, ControlsError
 from stream.alphamap import MapSource, open_map
@@ -40,12 +41,14 @@ from stream.display import HudInfo, Window
 from stream.engine import Engine, EngineConfig, pick_device
 from stream.keyframes import load_track
 from stream.latent import WALK_SIZE, GeneratorEngine
-from stream.midi import MidiInput, MidiMap, open_midi
+from stream.limits import (MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_STABILIZE,
+                           MAX_THREADS)
+from stream.midi import MidiConfig, MidiInput, open_midi
 from stream.ring import Frame, FrameRing
 from stream.sinks import Take as _Take, WindowSink
 from stream.sources import ClockSource, Source, open_source, pump
 from stream.stabilize import Stabilizer
-from stream.stage import MidiLearn, Stage, StageConfig, controller_state
+from stream.stage import MidiLearn, OscConfig, Stage, WebConfig, controller_state
 from stream.writer import WriterError, check_output
 
 CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
@@ -57,38 +60,70 @@ class LiveError(DynastreamError):
     pass
 
 
+parse_size = size_wh(MAX_SIDE)
+
+
+def _source(v, label) -> str:
+    """A camera index is a small number; anything else is checked when the source opens."""
+    name = text(v, label)
+    if name.strip().isdigit() and int(name) > MAX_CAMERA_INDEX:
+        raise ConfigError(f"{label} {short_repr(name)} is not a camera index (0 to {MAX_CAMERA_INDEX}), a file or demo")
+    return name
+
+
+def _models(v, label) -> tuple[str, ...]:
+    names = v if isinstance(v, (list, tuple)) else str(v).split(",")
+    names = tuple(str(n).strip() for n in names if str(n).strip())
+    if not names:
+        raise ConfigError(f"{label} names no model")
+    return names
+
+
+def _stabilize(v, label) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_STABILIZE:
+        raise ConfigError(f"{label} must be a number from 0 (off) to {MAX_STABILIZE}, not {short_repr(v)}")
+    return float(v)
+
+
 @dataclass(frozen=True)
 class LiveConfig:
-    source: Optional[str] = None                  # None: camera 0, else the demo clip
-    models: tuple[str, ...] = (DEFAULT_MODEL, "fast-dual-gold-blue-red")  # `m` cycles through these, then the zoo's
+    """configs/live.yaml, one field a key (``stream.config`` reads it, flags over it)."""
+
+    source: Optional[str] = option(None, parse=_source)   # None: camera 0, else the demo clip
+    models: tuple[str, ...] = option((DEFAULT_MODEL, "fast-dual-gold-blue-red"), key="model",
+                                     parse=_models)       # `m` cycles through these, then the zoo's
     device: str = "auto"
     precision: str = "auto"
     backend: str = "auto"
-    size: Optional[tuple[int, int]] = None        # processing WxH
-    scale: Optional[float] = None                 # processing size = source size x scale
-    input_size: Optional[tuple[int, int]] = None  # asked of a camera; the demo's / images' size
-    fps: Optional[float] = None                   # asked of a camera; the demo's / images' rate
+    size: Optional[tuple[int, int]] = option(None, parse=parse_size)         # processing WxH
+    scale: Optional[float] = option(None, parse=positive(MAX_SCALE))         # processing size = source size x scale
+    input_size: Optional[tuple[int, int]] = option(None, parse=parse_size)   # asked of a camera; the demo's size
+    fps: Optional[float] = option(None, parse=positive(MAX_FPS))             # asked of a camera; the demo's rate
     loop: bool = False
     headless: bool = False
-    frames: int = 0                               # stop after this many frames shown; 0 = no limit
-    window: Optional[tuple[int, int]] = None      # window WxH; None = the source's size, at most 1280x720
+    frames: int = option(0, parse=whole_number(0))   # stop after this many frames shown; 0 = no limit
+    window: Optional[tuple[int, int]] = option(None, parse=parse_size)   # None = the source's size, at most 1280x720
     fullscreen: bool = False
     hud: bool = True
     save_dir: str = "."                           # screenshots, and recordings started without --record
-    ring_slots: int = 3
-    threads: int = 0                              # torch CPU threads; 0 = torch's default
-    controls: ControllerConfig = ControllerConfig()
+    ring_slots: int = option(3, parse=whole_number(2, MAX_RING_SLOTS))
+    threads: int = option(0, parse=whole_number(0, MAX_THREADS))   # torch CPU threads; 0 = torch's default
     keyframes: Optional[str] = None               # an α track (YAML or CSV, stream.keyframes)
     alpha_map: Optional[str] = None               # an α map spec (stream.alphamap), scaling α over the picture
-    midi: bool = False
-    midi_device: str = ""                         # part of the device name; "" = the first input
-    midi_map: MidiMap = MidiMap()
     record: Optional[str] = None                  # record from the start into this file (r toggles)
     stats_json: Optional[str] = None
-    walk_seed: int = 0                            # dcgan models: the latent walk's key points
-    walk_seconds: float = 4.0                     # dcgan models: seconds from one key point to the next
-    stage: StageConfig = StageConfig()            # OSC, the web page, the virtual camera, MIDI learn (stream.stage)
-    stabilize: float = 0.0                        # style models: stream.stabilize strength; 0 = off
+    walk_seed: int = option(0, parse=whole_number(0, MAX_SEED))   # dcgan models: the latent walk's key points
+    walk_seconds: float = option(4.0, parse=positive(3600.0))     # dcgan models: seconds between key points
+    stabilize: float = option(0.0, parse=_stabilize)   # style models: stream.stabilize strength; 0 = off
+    controls: ControllerConfig = ControllerConfig()
+    midi: MidiConfig = MidiConfig()
+    osc: OscConfig = OscConfig()                  # OSC in, the web page, the virtual camera: stream.stage
+    web: WebConfig = WebConfig()
+    virtual_cam: bool = False
+
+    def __post_init__(self):
+        if self.size is not None and self.scale is not None:
+            raise ValueError("give a processing size or a scale, not both")
 
 
 @dataclass
@@ -310,9 +345,9 @@ class LivePipeline:
         self._warm_up(self.engine)
         self.net = net
         self.midi: Optional[MidiInput] = None
-        if c.midi:
+        if c.midi.enabled:
             try:
-                self.midi = open_midi(c.midi_device)
+                self.midi = open_midi(c.midi.device)
                 self.notice(f"MIDI input: {self.midi.name}")
             except ControlsError as e:
                 self.notice(f"warning: {e}; the keys still work")
@@ -328,9 +363,10 @@ class LivePipeline:
         self.report(f"live: {what} -> {name}{note} on {self.engine.device} at "
                     f"{self.size_wh[0]}x{self.size_wh[1]}" + ("" if c.headless else "; h shows the keys, q quits"))
         self._last_alpha = np.zeros(n_sites, np.float32)
-        self.midi_map, self.learn = c.midi_map, MidiLearn(c.stage.midi_learn_file)
+        self.midi_map, self.learn = c.midi.midi_map, MidiLearn(c.midi.learn_file)
         self.window_sink = None if self.window is None else WindowSink(self.window, self.hud, self._original_of)
-        self.stage = Stage(c.stage, self.size_wh, self.source.fps, n_sites, self._web_state, self.notice, self.report)
+        self.stage = Stage(c.osc, c.web, c.virtual_cam, self.size_wh, self.source.fps, n_sites, self._web_state,
+                           self.notice, self.report)
         if self.engine.compile_pending:
             self._compile_in_background(net, name)
         if c.record is not None:
