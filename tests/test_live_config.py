@@ -7,7 +7,8 @@ from stream.cli import main
 from stream.config import DEFAULT_LIVE, load_live_config, load_midi_map
 from stream.alpha import ControllerConfig
 from stream.midi import MidiMap
-from stream.live import LiveConfig, parse_size, processing_size
+from stream.live import LiveConfig, parse_size
+from stream.session import processing_size
 
 
 def test_shipped_live_yaml_gives_the_dataclass_defaults():

@@ -6,7 +6,7 @@ import dataclasses
 
 import pygame
 
-import stream.live
+import stream.session
 from stream.config import DEFAULT_MIDI, load_live_config, load_midi_map, user_midi_map
 from stream.alpha import AlphaController, ControllerConfig
 from stream.live import run_live
@@ -37,7 +37,7 @@ def key(k: int) -> None:
 
 def test_learn_binds_the_next_cc_to_the_edited_site_and_saves_the_users_map(tmp_path, monkeypatch):
     midi = SyntheticMidi()
-    monkeypatch.setattr(stream.live, "open_midi", lambda name="": midi)
+    monkeypatch.setattr(stream.session, "open_midi", lambda name="": midi)
     packaged = DEFAULT_MIDI.read_bytes()
     config = load_live_config(overrides={"midi.enabled": (True, "--midi")})
     assert config.midi.learn_file is None and MidiLearn(None).path == user_midi_map()   # not the packaged file
