@@ -16,6 +16,7 @@ from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
+from configs.schema import ConfigError, finite_number, option, positive
 from nets.errors import DynastreamError
 
 ALL_SITES = -1
@@ -46,16 +47,29 @@ class Command:
     model: str = ""   # for LOAD_MODEL
 
 
+def _slew(v, label) -> float:
+    return 0.0 if v == 0 else positive()(v, label)
+
+
+def _presets(v, label) -> tuple:
+    if not isinstance(v, list) or len(v) != 10:
+        raise ConfigError(f"{label} must be a list of 10 entries (keys 0-9)")
+    return tuple(tuple(finite_number(x, f"{label}[{i}]") for x in p) if isinstance(p, list)
+                 else finite_number(p, f"{label}[{i}]") for i, p in enumerate(v))
+
+
 @dataclass(frozen=True)
 class ControllerConfig:
-    slew: float = 4.0          # α units per second the current α may move (0: jump to the target)
-    step: float = 0.05         # arrow-key nudge
-    fine_step: float = 0.01    # shift + arrow
+    """live.yaml's controls section."""
+
+    slew: float = option(4.0, parse=_slew)   # α units per second the current α may move (0: jump to the target)
+    step: float = option(0.05, parse=positive())        # arrow-key nudge
+    fine_step: float = option(0.01, parse=positive())   # shift + arrow
     # keys 0-9: ten entries, each one α (for the edited site, or all) or a list with one α per site;
     # None spreads 0-9 evenly over the model's range (0 = lowest, 9 = highest)
-    presets: Optional[tuple] = None
-    lfo_period: float = 4.0    # seconds for one full sweep of the LFO
-    initial: Optional[float] = None   # α at start; None = the middle of the model's range
+    presets: Optional[tuple] = option(None, parse=_presets)
+    lfo_period: float = option(4.0, parse=positive(3600.0))   # seconds for one full sweep of the LFO
+    initial: Optional[float] = option(None, parse=finite_number)   # α at start; None = the middle of the model's range
 
     def __post_init__(self):
         numbers = {"slew": self.slew, "step": self.step, "fine_step": self.fine_step, "lfo_period": self.lfo_period,

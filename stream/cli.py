@@ -7,7 +7,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from nets.errors import DynastreamError, short_repr
 from nets.zoo_index import DEFAULT_MODEL
@@ -18,6 +18,86 @@ from stream import signals
 
 # --- live -------------------------------------------------------------------------------------
 
+class LiveFlag(NamedTuple):
+    flag: str                  # what the user types
+    key: str                   # the live.yaml key it overrides (section.key in a section)
+    options: dict              # argparse's (help, metavar, type, action, ...)
+    group: str = ""            # "size": one of --size/--scale; "stage": listed under "on stage"
+    also: tuple = ()           # (key, value) pairs the flag sets as well
+
+
+_STAGE = "on stage: OSC, the browser page, the virtual camera (pip install 'dynastream[stage]')"
+
+# Every live flag is one line here: the key of configs/live.yaml it overrides. Its checks are the
+# field's (stream.live.LiveConfig and the sections' dataclasses), run on the flag's value too.
+LIVE_FLAGS = (
+    LiveFlag("--source", "source", dict(
+        metavar="SRC", help="demo, a camera index (0) or device (/dev/video0), a video file or URL, an image or a "
+        "folder of images (default: camera 0, else the demo clip; a dcgan model needs none)")),
+    LiveFlag("--model", "model", dict(
+        metavar="M[,M2...]", help="zoo name, checkpoint or untrained:* name; several separated by commas are "
+        "cycled with the m key (default: configs/live.yaml)")),
+    LiveFlag("--device", "device", dict(help="auto (default), cpu, cuda, cuda:N or mps")),
+    LiveFlag("--precision", "precision", dict(help="auto (default), fp32, fp16 or bf16")),
+    LiveFlag("--backend", "backend", dict(help="auto (default), eager, compile or onnxruntime (see docs/benchmarks.md)")),
+    LiveFlag("--size", "size", dict(
+        metavar="WxH", help="processing size (default: the source's; on the CPU scaled to about 320x240; a dcgan "
+        "model's walk: 512x512)"), group="size"),
+    LiveFlag("--scale", "scale", dict(type=float, metavar="S", help="processing size as a scale of the source size"),
+             group="size"),
+    LiveFlag("--input-size", "input_size", dict(metavar="WxH", help="size asked of a camera; size of the demo clip "
+                                                                    "or images")),
+    LiveFlag("--fps", "fps", dict(type=float, help="rate asked of a camera; rate of the demo clip or images")),
+    LiveFlag("--loop", "loop", dict(action="store_true", help="restart a video file at its end")),
+    LiveFlag("--headless", "headless", dict(action="store_true", help="no window: run the pipeline only")),
+    LiveFlag("--frames", "frames", dict(type=int, metavar="N", help="stop after N frames shown")),
+    LiveFlag("--window", "window", dict(metavar="WxH", help="window size (default: the source's, at most 1280x720)")),
+    LiveFlag("--fullscreen", "fullscreen", dict(action="store_true", help="start in fullscreen (f toggles)")),
+    LiveFlag("--no-hud", "hud", dict(action="store_false", help="hide the HUD")),
+    LiveFlag("--save-dir", "save_dir", dict(metavar="DIR", help="where s saves screenshots and r recordings without "
+                                                               "--record (default .)")),
+    LiveFlag("--threads", "threads", dict(type=int, metavar="N", help="torch CPU threads for inference")),
+    LiveFlag("--keyframes", "keyframes", dict(metavar="FILE", help="drive alpha from a keyframe track (YAML or CSV, "
+                                                                   "as for render)")),
+    LiveFlag("--alpha-map", "alpha_map", dict(
+        metavar="SPEC", help="scale alpha over the picture: an image, a video (looped), "
+        "radial[:cx=..,cy=..,radius=..,width=..] or linear:ANGLE[,cx=..,cy=..,width=..] (see README)")),
+    LiveFlag("--midi", "midi.device", dict(nargs="?", const="", metavar="NAME", help="take alpha from the first MIDI "
+                                           "input, or the one whose name contains NAME"),
+             also=(("midi.enabled", True),)),
+    LiveFlag("--midi-map", "midi.map", dict(metavar="FILE", help="MIDI mapping YAML (default: configs/midi.yaml)")),
+    LiveFlag("--record", "record", dict(
+        metavar="OUT", help="record what is shown from the start (r stops and restarts); also writes OUT's alpha "
+        "track as NAME.keyframes.yaml")),
+    LiveFlag("--stats-json", "stats_json", dict(metavar="FILE", help="write the end-of-run summary as JSON")),
+    LiveFlag("--walk-seed", "walk_seed", dict(metavar="N", help="dcgan models: seed of the latent walk's key points "
+                                                                "(default 0)")),
+    LiveFlag("--walk-seconds", "walk_seconds", dict(metavar="S", help="dcgan models: seconds from one key point of "
+                                                                      "the walk to the next (default 4)")),
+    LiveFlag("--osc", "osc.port", dict(
+        metavar="PORT", help="take OSC messages (UDP) on PORT: /dynastream/alpha f, /dynastream/site/NAME f, "
+        "/dynastream/preset i, /dynastream/model s, /dynastream/lfo i"), group="stage"),
+    LiveFlag("--osc-host", "osc.host", dict(metavar="HOST", help="address OSC listens on (default 127.0.0.1)"),
+             group="stage"),
+    LiveFlag("--osc-map", "osc.map", dict(metavar="FILE", help="extra OSC addresses (default: configs/osc.yaml)"),
+             group="stage"),
+    LiveFlag("--web", "web.port", dict(metavar="PORT", help="serve a page on PORT: the live picture, alpha sliders, "
+                                                            "presets and the model switch"), group="stage"),
+    LiveFlag("--web-host", "web.host", dict(metavar="HOST", help="address the page is served on (default 127.0.0.1; "
+                                                                 "0.0.0.0: the LAN, with a token)"), group="stage"),
+    LiveFlag("--web-token", "web.token", dict(metavar="TOKEN", help="the token clients not on loopback must give "
+                                                                    "(default: a new one each run, printed)"),
+             group="stage"),
+    LiveFlag("--virtual-cam", "virtual_cam", dict(
+        action="store_true", help="send the picture to a virtual camera (v4l2loopback; OBS Virtual Camera on "
+        "Windows/macOS)"), group="stage"),
+    LiveFlag("--stabilize", "stabilize", dict(
+        nargs="?", type=float, const=DEFAULT_STABILIZE, metavar="STRENGTH",
+        help=f"steady the stylized video: blend with the previous frame along the input's motion (strength "
+             f"0..{MAX_STABILIZE}, default {DEFAULT_STABILIZE}; docs/flicker.md)")),
+)
+
+
 def add_live(sub) -> None:
     p = sub.add_parser(
         "live", help="stylize a camera, file or the demo clip in a window, alpha on keys/MIDI",
@@ -25,71 +105,23 @@ def add_live(sub) -> None:
                     "alpha played on the keyboard (h in the window lists the keys), MIDI, an LFO or a "
                     "keyframe track. A dcgan model (Dynamic DCGAN) shows a slow walk through its latent space instead, "
                     "alpha played the same way. Defaults come from configs/live.yaml; flags override them.")
-    p.add_argument("--source", metavar="SRC", help="demo, a camera index (0) or device (/dev/video0), a video "
-                   "file or URL, an image or a folder of images (default: camera 0, else the demo clip; a dcgan model "
-                   "needs none)")
-    p.add_argument("--model", metavar="M[,M2...]", help="zoo name, checkpoint or untrained:* name; several "
-                   "separated by commas are cycled with the m key (default: configs/live.yaml)")
     p.add_argument("--config", metavar="FILE", help="live settings YAML (default: the shipped configs/live.yaml)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", help="auto (default), fp32, fp16 or bf16")
-    p.add_argument("--backend", help="auto (default), eager, compile or onnxruntime (see docs/benchmarks.md)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--size", metavar="WxH", help="processing size (default: the source's; "
-                      "on the CPU scaled to about 320x240; a dcgan model's walk: 512x512)")
-    size.add_argument("--scale", type=float, metavar="S", help="processing size as a scale of the source size")
-    p.add_argument("--input-size", metavar="WxH", help="size asked of a camera; size of the demo clip or images")
-    p.add_argument("--fps", type=float, help="rate asked of a camera; rate of the demo clip or images")
-    p.add_argument("--loop", action="store_true", default=None, help="restart a video file at its end")
-    p.add_argument("--headless", action="store_true", default=None, help="no window: run the pipeline only")
-    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames shown")
-    p.add_argument("--window", metavar="WxH", help="window size (default: the source's, at most 1280x720)")
-    p.add_argument("--fullscreen", action="store_true", default=None, help="start in fullscreen (f toggles)")
-    p.add_argument("--no-hud", dest="hud", action="store_false", default=None, help="hide the HUD")
-    p.add_argument("--save-dir", metavar="DIR", help="where s saves screenshots and r recordings without "
-                   "--record (default .)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads for inference")
-    p.add_argument("--keyframes", metavar="FILE", help="drive alpha from a keyframe track (YAML or CSV, as for render)")
-    p.add_argument("--alpha-map", metavar="SPEC", help="scale alpha over the picture: an image, a video (looped), "
-                   "radial[:cx=..,cy=..,radius=..,width=..] or linear:ANGLE[,cx=..,cy=..,width=..] (see README)")
-    p.add_argument("--midi", nargs="?", const="", metavar="NAME",
-                   help="take alpha from the first MIDI input, or the one whose name contains NAME")
-    p.add_argument("--midi-map", metavar="FILE", help="MIDI mapping YAML (default: configs/midi.yaml)")
     p.add_argument("--midi-list", action="store_true", help="list the MIDI inputs and exit")
-    p.add_argument("--record", metavar="OUT", help="record what is shown from the start (r stops and restarts); "
-                   "also writes OUT's alpha track as NAME.keyframes.yaml")
-    p.add_argument("--stats-json", metavar="FILE", help="write the end-of-run summary as JSON")
-    p.add_argument("--walk-seed", metavar="N", help="dcgan models: seed of the latent walk's key points (default 0)")
-    p.add_argument("--walk-seconds", metavar="S", help="dcgan models: seconds from one key point of the walk "
-                   "to the next (default 4)")
-    stage = p.add_argument_group("on stage: OSC, the browser page, the virtual camera (pip install 'dynastream[stage]')")
-    stage.add_argument("--osc", metavar="PORT", dest="osc.port", help="take OSC messages (UDP) on PORT: "
-                       "/dynastream/alpha f, /dynastream/site/NAME f, /dynastream/preset i, /dynastream/model s, "
-                       "/dynastream/lfo i")
-    stage.add_argument("--osc-host", metavar="HOST", dest="osc.host", help="address OSC listens on (default 127.0.0.1)")
-    stage.add_argument("--osc-map", metavar="FILE", dest="osc.map", help="extra OSC addresses (default: configs/osc.yaml)")
-    stage.add_argument("--web", metavar="PORT", dest="web.port", help="serve a page on PORT: the live picture, alpha "
-                       "sliders, presets and the model switch")
-    stage.add_argument("--web-host", metavar="HOST", dest="web.host", help="address the page is served on (default "
-                       "127.0.0.1; 0.0.0.0: the LAN, with a token)")
-    stage.add_argument("--web-token", metavar="TOKEN", dest="web.token", help="the token clients not on loopback "
-                       "must give (default: a new one each run, printed)")
-    stage.add_argument("--virtual-cam", action="store_true", default=None, dest="virtual_cam",
-                       help="send the picture to a virtual camera (v4l2loopback; OBS Virtual Camera on Windows/macOS)")
-    p.add_argument("--stabilize", nargs="?", type=float, const=DEFAULT_STABILIZE, metavar="STRENGTH",
-                   help=f"steady the stylized video: blend with the previous frame along the input's motion "
-                        f"(strength 0..{MAX_STABILIZE}, default {DEFAULT_STABILIZE}; docs/flicker.md)")
+    groups = {"": p, "size": p.add_mutually_exclusive_group(), "stage": p.add_argument_group(_STAGE)}
+    for flag in LIVE_FLAGS:
+        groups[flag.group].add_argument(flag.flag, dest=flag.key, default=None, **flag.options)
     p.set_defaults(run=run_live)
 
 
-_LIVE_FLAGS = ("source", "model", "device", "precision", "backend", "size", "scale", "input_size", "fps", "loop", "headless",
-               "frames", "window", "fullscreen", "hud", "save_dir", "threads", "keyframes", "alpha_map", "midi",
-               "midi_map", "record", "stats_json", "walk_seed", "walk_seconds", "osc.port", "osc.host", "osc.map",
-               "web.port", "web.host", "web.token", "virtual_cam", "stabilize")
-
-
-_LIVE_LABELS = {"osc.port": "--osc", "osc.host": "--osc-host", "osc.map": "--osc-map", "web.port": "--web",
-                "web.host": "--web-host", "web.token": "--web-token"}
+def live_overrides(args: argparse.Namespace) -> dict[str, tuple[object, str]]:
+    """The live.yaml keys the given flags override: key -> (value, flag)."""
+    overrides = {}
+    for flag in LIVE_FLAGS:
+        value = getattr(args, flag.key)
+        if value is not None:
+            overrides[flag.key] = (value, flag.flag)
+            overrides.update((key, (also, flag.flag)) for key, also in flag.also)
+    return overrides
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -102,12 +134,7 @@ def run_live(args: argparse.Namespace) -> int:
         inputs = list_midi_inputs()
         print("\n".join(f"{i}: {name}" for i, name in inputs) if inputs else "no MIDI input devices found")
         return 0
-    overrides = {}
-    for key in _LIVE_FLAGS:
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = (value, _LIVE_LABELS.get(key) or "--" + key.replace("_", "-"))
-    config = load_live_config(args.config, overrides)
+    config = load_live_config(args.config, live_overrides(args))
     pipeline = LivePipeline(config)
     pipeline.run()
     if pipeline.compiling:

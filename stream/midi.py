@@ -5,10 +5,15 @@ import os
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
+import configs
+from configs.schema import file_or, option, text
 from nets.errors import short_repr
 from stream.alpha import Action, AlphaController, Command, ControlsError
+
+PACKAGED_MAP = str(configs.path("midi.yaml"))
 
 @dataclass(frozen=True)
 class MidiMap:
@@ -91,6 +96,22 @@ class MidiMap:
             return cls(channel, data.get("cc") or {}, data.get("notes") or {})
         except ControlsError as e:
             raise ControlsError(str(e).replace("midi map", where, 1)) from None
+
+
+@dataclass(frozen=True)
+class MidiConfig:
+    """live.yaml's midi section; ``midi_map`` is what the loader read from ``map`` (when enabled)."""
+
+    enabled: bool = False                                  # or --midi [NAME]
+    device: str = option("", parse=lambda v, label: "" if v is None else text(v, label))   # part of the name
+    map: str = option(PACKAGED_MAP, parse=file_or(PACKAGED_MAP), relative=True)   # or --midi-map
+    midi_map: MidiMap = option(MidiMap(), derived=True)
+
+    @property
+    def learn_file(self) -> Optional[str]:
+        """Where MIDI learn saves: the map file given, or None (the user's own map) for the
+        packaged one, which is never written."""
+        return None if Path(self.map).resolve() == Path(PACKAGED_MAP).resolve() else self.map
 
 
 def _is_int(x) -> bool:

@@ -13,7 +13,10 @@ from typing import Callable, Optional
 import numpy as np
 import yaml
 
+import configs
+from configs.schema import ConfigError, file_or, option, text, whole_number
 from nets.atomic import atomic_open
+from nets.errors import short_repr
 from stream.alpha import ALL_SITES, AlphaController, Command
 from stream.midi import MidiMap
 from stream.display import site_label
@@ -25,16 +28,41 @@ from stream.sinks import SinkThread, StageError, VirtualCamSink  # noqa: F401 (S
 LOOPBACK = "127.0.0.1"
 
 
+PACKAGED_OSC_MAP = str(configs.path("osc.yaml"))
+_PORT = whole_number(0, 65535)   # 0: any free port (the one taken is printed)
+
+
+def _host(v, label) -> str:
+    name = text(v, label).strip()
+    if not name or len(name) > 255 or any(c.isspace() for c in name):
+        raise ConfigError(f"{label} must be a host name or address such as 127.0.0.1, not {short_repr(v)}")
+    return name
+
+
+def _token(v, label) -> str:
+    token = text(v, label)
+    if len(token) < 8 or len(token) > 200 or not all(c.isalnum() or c in "-_." for c in token):
+        raise ConfigError(f"{label} must be 8 to 200 letters, digits, '-', '_' or '.'")
+    return token
+
+
 @dataclass(frozen=True)
-class StageConfig:
-    osc_port: Optional[int] = None        # --osc PORT: listen for OSC (UDP) there
-    osc_host: str = LOOPBACK
-    osc_map: OscMap = OscMap()            # extra addresses (configs/osc.yaml)
-    web_port: Optional[int] = None        # --web PORT: serve the page there (0: any free port)
-    web_host: str = LOOPBACK
-    web_token: Optional[str] = None       # needed by clients not on loopback; None: a new one when off loopback
-    virtual_cam: bool = False
-    midi_learn_file: Optional[str] = None  # where l saves the MIDI map; None: the user's (user_midi_map())
+class OscConfig:
+    """live.yaml's osc section; ``osc_map`` is what the loader read from ``map`` (when listening)."""
+
+    port: Optional[int] = option(None, parse=_PORT)   # --osc PORT: listen for OSC (UDP) there
+    host: str = option(LOOPBACK, parse=_host)
+    map: str = option(PACKAGED_OSC_MAP, parse=file_or(PACKAGED_OSC_MAP), relative=True)   # extra addresses
+    osc_map: OscMap = option(OscMap(), derived=True)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """live.yaml's web section."""
+
+    port: Optional[int] = option(None, parse=_PORT)   # --web PORT: serve the page there
+    host: str = option(LOOPBACK, parse=_host)
+    token: Optional[str] = option(None, parse=_token)   # needed by clients not on loopback; None: a new one then
 
 
 def user_midi_map() -> Path:
@@ -94,31 +122,30 @@ class MidiLearn:
 class Stage:
     """The network inputs and the extra sinks of one live session."""
 
-    def __init__(self, config: StageConfig, size_wh: tuple[int, int], fps: float, n_sites: int,
-                 state: Callable[[], dict], notice: Callable[[str], None], report: Callable[[str], None]):
-        self.config = config
+    def __init__(self, osc: OscConfig, web: WebConfig, virtual_cam: bool, size_wh: tuple[int, int], fps: float,
+                 n_sites: int, state: Callable[[], dict], notice: Callable[[str], None], report: Callable[[str], None]):
         self.inbox = Inbox()
         self.sinks: list[SinkThread] = []
         self.osc = self.web = None
         self._state = state
         shape = (size_wh[1], size_wh[0], 3)
         try:
-            if config.osc_port is not None:
+            if osc.port is not None:
                 from stream.osc import OscServer
 
-                self.osc = OscServer(config.osc_host, config.osc_port, self.inbox, config.osc_map)
+                self.osc = OscServer(osc.host, osc.port, self.inbox, osc.osc_map)
                 report(f"live: OSC on udp://{self.osc.host}:{self.osc.port} (/dynastream/alpha, /dynastream/site/NAME, "
                        "/dynastream/preset, /dynastream/model, /dynastream/lfo)")
-            if config.web_port is not None:
+            if web.port is not None:
                 from stream.web import WebServer, WebSink, is_loopback, new_token
 
-                token = config.web_token
-                if token is None and not is_loopback(config.web_host):
+                token = web.token
+                if token is None and not is_loopback(web.host):
                     token = new_token()
-                self.web = WebServer(config.web_host, config.web_port, self.inbox, self.web_state, token)
+                self.web = WebServer(web.host, web.port, self.inbox, self.web_state, token)
                 self.sinks.append(SinkThread(WebSink(self.web, size_wh), shape, n_sites, notice=notice))
                 report(f"live: web page on {self.web.url}")
-            if config.virtual_cam:
+            if virtual_cam:
                 camera = VirtualCamSink(size_wh, fps)
                 self.sinks.append(SinkThread(camera, shape, n_sites, notice=notice))
                 report(f"live: virtual camera {camera.device}")

@@ -46,7 +46,7 @@ def test_cuda_fp16_graphed_engine_resizes_like_the_cpu():
 
 
 def test_cuda_amp_style_training_records_its_precision_and_stays_finite(tmp_path):
-    from train.config import load_config
+    from configs.schema import load_config
     from train.style import StyleTrainConfig, train
 
     cfg = load_config(StyleTrainConfig, configs.path("train/smoke.yaml"),

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import configs
+from configs.schema import ConfigError, apply_sets, from_dict, load_config
 import nets
 from tests import teachers as tiny
 from train import teacher_cache
-from train.config import ConfigError, apply_sets, from_dict, load_config
 from train.data import CropDataset, generated_content, load_style_image
 from train.distill import TeacherObjectiveConfig, TeacherTarget
 from train.session import Interrupted

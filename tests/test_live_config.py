@@ -4,10 +4,11 @@ import pytest
 
 from nets.errors import DynastreamError
 from stream.cli import main
-from stream.config import DEFAULT_LIVE, load_live_config, load_midi_map, parse_size
+from stream.config import DEFAULT_LIVE, load_live_config, load_midi_map
 from stream.alpha import ControllerConfig
 from stream.midi import MidiMap
-from stream.live import LiveConfig, processing_size
+from stream.live import LiveConfig, parse_size
+from stream.session import processing_size
 
 
 def test_shipped_live_yaml_gives_the_dataclass_defaults():
@@ -24,16 +25,17 @@ def test_flags_override_the_file(tmp_path):
     assert config.size == (320, 240) and config.controls.slew == 0.0
     assert config.controls.presets[9] == (1.0, 0.0, 1.0)
     config = load_live_config(path, {"scale": (0.5, "--scale"), "model": ("a,b", "--model"),
-                                     "frames": (7, "--frames"), "midi": ("", "--midi")})
+                                     "frames": (7, "--frames"),
+                                     "midi.enabled": (True, "--midi"), "midi.device": ("", "--midi")})
     assert config.scale == 0.5 and config.size is None      # the flag's scale replaces the file's size
     assert config.models == ("a", "b") and config.frames == 7
-    assert config.midi and config.midi_map.cc[1] == "alpha"  # the shipped midi.yaml
+    assert config.midi.enabled and config.midi.midi_map.cc[1] == "alpha"  # the shipped midi.yaml
 
 
 @pytest.mark.parametrize("text, message", [
     ("frams: 3\n", "live.yaml: unknown key 'frams'"),
-    ("controls: {slew: 1, swing: 2}\n", "controls: unknown key 'swing'"),
-    ("midi: {port: 1}\n", "midi: unknown key 'port'"),
+    ("controls: {slew: 1, swing: 2}\n", "live.yaml: unknown key 'controls.swing'"),
+    ("midi: {port: 1}\n", "live.yaml: unknown key 'midi.port'"),
     ("size: 100x-75\n", "bad live.yaml: size '100x-75'"),
     ("frames: -1\n", "frames must be a whole number >= 0"),
     ("headless: yes please\n", "headless must be true or false"),

@@ -139,9 +139,9 @@ def test_m_cycles_dcgan_models_only_and_a_style_model_is_left_out(tmp_path, ckpt
     pipeline = LivePipeline(config, on_shown=collect, report=lambda s: None, notice=notices.append)
     stats = pipeline.run()
     assert "untrained:lite is a style model and is left out of the m cycle: this session shows dcgan models" in notices
-    assert pipeline.model_names[:2] == [str(ckpt), str(other)]
+    assert pipeline.session.models.names[:2] == [str(ckpt), str(other)]
     zoo_kinds = {e.name: e.kind for e in nets.zoo_entries()}
-    assert all(zoo_kinds[n] == "dcgan" for n in pipeline.model_names[2:])
+    assert all(zoo_kinds[n] == "dcgan" for n in pipeline.session.models.names[2:])
     assert stats.model == "other"
     net = nets.load(other)           # another nz: the walk goes on through its own latent space
     t, alpha, rgb = collect.frames[-1]
@@ -154,7 +154,7 @@ def test_m_cycles_dcgan_models_only_and_a_style_model_is_left_out(tmp_path, ckpt
     assert style.run().shown == 2
     assert "untrained:dcgan is a dcgan model and is left out of the m cycle: this session shows style models" \
         in style_notices
-    assert "untrained:dcgan" not in style.model_names
+    assert "untrained:dcgan" not in style.session.models.names
 
 
 def test_cli_records_a_walk_headless_and_says_a_source_is_not_used(tmp_path, ckpt):

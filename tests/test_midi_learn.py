@@ -6,7 +6,7 @@ import dataclasses
 
 import pygame
 
-import stream.live
+import stream.session
 from stream.config import DEFAULT_MIDI, load_live_config, load_midi_map, user_midi_map
 from stream.alpha import AlphaController, ControllerConfig
 from stream.live import run_live
@@ -37,10 +37,10 @@ def key(k: int) -> None:
 
 def test_learn_binds_the_next_cc_to_the_edited_site_and_saves_the_users_map(tmp_path, monkeypatch):
     midi = SyntheticMidi()
-    monkeypatch.setattr(stream.live, "open_midi", lambda name="": midi)
+    monkeypatch.setattr(stream.session, "open_midi", lambda name="": midi)
     packaged = DEFAULT_MIDI.read_bytes()
-    config = load_live_config(overrides={"midi": ("", "--midi")})
-    assert config.stage.midi_learn_file is None and MidiLearn(None).path == user_midi_map()   # not the packaged file
+    config = load_live_config(overrides={"midi.enabled": (True, "--midi")})
+    assert config.midi.learn_file is None and MidiLearn(None).path == user_midi_map()   # not the packaged file
     config = dataclasses.replace(config, source="demo", models=("untrained:lite",), device="cpu", backend="eager",
                                  size=(64, 48), window=(64, 48), hud=True, fps=30.0,
                                  controls=ControllerConfig(slew=0))
@@ -71,21 +71,21 @@ def test_learn_binds_the_next_cc_to_the_edited_site_and_saves_the_users_map(tmp_
     assert res3[:6] == [0.5] * 6 and res3[9:14] == [1.0] * 5 and res3[-4:] == [0.0] * 4
     assert others == {0.5}
     # the next session starts from the learned map
-    again = load_live_config(overrides={"midi": ("", "--midi")})
-    assert again.midi_map.cc[21] == "res3_in"
+    again = load_live_config(overrides={"midi.enabled": (True, "--midi")})
+    assert again.midi.midi_map.cc[21] == "res3_in"
 
 
 def test_learn_writes_to_a_midi_map_given_on_the_command_line(tmp_path):
     own = tmp_path / "my-midi.yaml"
     own.write_text("channel: 1\ncc: {7: alpha}\n")
-    config = load_live_config(overrides={"midi": ("", "--midi"), "midi_map": (str(own), "--midi-map")})
-    assert config.stage.midi_learn_file == str(own)
-    learn = MidiLearn(config.stage.midi_learn_file)
-    learned, message = learn.feed([(CC | 1, 30, 64)], config.midi_map)   # channel 2: not this map's channel
-    assert learned == config.midi_map and message is None
+    config = load_live_config(overrides={"midi.enabled": (True, "--midi"), "midi.map": (str(own), "--midi-map")})
+    assert config.midi.learn_file == str(own)
+    learn = MidiLearn(config.midi.learn_file)
+    learned, message = learn.feed([(CC | 1, 30, 64)], config.midi.midi_map)   # channel 2: not this map's channel
+    assert learned == config.midi.midi_map and message is None
     controller = AlphaController(("res3_in", "up1_in", "out_in"), (0.0, 1.0))
     assert "alpha" in learn.start(controller)
-    learned, message = learn.feed([(CC, 30, 64)], config.midi_map)
+    learned, message = learn.feed([(CC, 30, 64)], config.midi.midi_map)
     assert learned.cc == {7: "alpha", 30: "alpha"} and message == f"CC 30 -> alpha, saved to {own}"
     assert load_midi_map(own).cc == {7: "alpha", 30: "alpha"} and load_midi_map(own).channel == 1
     assert not learn.active

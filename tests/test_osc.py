@@ -10,13 +10,14 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from stream.config import ConfigError, load_live_config, load_osc_map
+from configs.schema import ConfigError
+from stream.config import load_live_config, load_osc_map
 from stream.alpha import Action, AlphaController, Command, ControllerConfig, ControlsError
 from stream.inputs import Inbox
 from stream.live import LiveConfig, run_live
 from stream.osc import OscMap, OscServer
 from stream.sinks import StageError
-from stream.stage import StageConfig
+from stream.stage import OscConfig
 
 SITES = ("res3_in", "up1_in", "out_in")
 
@@ -138,8 +139,8 @@ def test_osc_map_files_and_flags(tmp_path):
         with pytest.raises(ConfigError, match=needle):
             load_osc_map(bad)
     config = load_live_config(overrides={"osc.port": ("9000", "--osc"), "osc.map": (str(good), "--osc-map")})
-    assert config.stage.osc_port == 9000 and config.stage.osc_host == "127.0.0.1"
-    assert config.stage.osc_map.addresses["/knob"] == "up1_in"
+    assert config.osc.port == 9000 and config.osc.host == "127.0.0.1"
+    assert config.osc.osc_map.addresses["/knob"] == "up1_in"
     with pytest.raises(ConfigError, match="--osc must be a whole number from 0 to 65535"):
         load_live_config(overrides={"osc.port": ("70000", "--osc")})
     with pytest.raises(ControlsError):
@@ -169,7 +170,7 @@ def test_live_run_takes_osc_with_slew_and_reports_it():
 
     config = LiveConfig(source="demo", headless=True, device="cpu", backend="eager", size=(64, 48), frames=45,
                         fps=30.0, controls=ControllerConfig(slew=2.0), models=("untrained:lite",),
-                        stage=StageConfig(osc_port=0))
+                        osc=OscConfig(port=0))
     stats = run_live(config, on_shown=on_shown, report=report)
     out_in = np.array([a[2] for a in frames])
     assert np.all(out_in[:5] == 0.5)

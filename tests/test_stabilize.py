@@ -157,11 +157,10 @@ def test_a_model_switch_starts_the_stabilizer_afresh_and_the_compiled_net_does_n
                                        backend="eager", stabilize=0.6), report=lambda m: None)
     pipeline.run()
     assert pipeline.stabilizer._have_previous
-    same = pipeline.net
-    pipeline._pending = (None, pipeline.engine.prepare(same), same, "untrained:lite")
-    pipeline._apply_pending_model()
-    assert pipeline.stabilizer._have_previous, "the same net (its compiled copy) keeps the history"
-    other = nets.load("untrained:lite")
-    pipeline._pending = (None, pipeline.engine.prepare(other), other, "untrained:lite")
-    pipeline._apply_pending_model()
-    assert not pipeline.stabilizer._have_previous
+    models = pipeline.session.models
+    for net, kept in ((models.net, True), (nets.load("untrained:lite"), False)):   # its compiled copy; another
+        previous = models.net
+        models._pending = (None, models.engine.prepare(net), net, "untrained:lite")
+        swapped = models.swap()
+        pipeline._model_swapped(swapped, another_model=swapped is not previous)
+        assert pipeline.stabilizer._have_previous is kept

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import configs
+from configs.schema import load_config
 import nets
 from nets import DynamicNet
-from train.config import load_config
 from train.data import load_style_image
 from train.lossnet import load_lossnet
 from train.session import Interrupted, state_sha256

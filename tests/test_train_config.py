@@ -4,9 +4,9 @@ from typing import Literal, Optional
 import pytest
 
 import configs
+from configs.schema import ConfigError, apply_sets, diff_keys, from_dict, load_config, read_mapping, to_dict
 from nets.errors import DynastreamError
-from train.config import (ConfigError, apply_sets, diff_keys, from_dict, load_config, read_yaml, resolve_config_path,
-                          to_dict)
+from train.config import resolve_config_path
 from train.gan import DCGANTrainConfig
 from train.style import StyleTrainConfig, check_resume_config
 
@@ -74,7 +74,7 @@ def test_shipped_configs_load_and_are_findable():
     for name in names:
         by_name = resolve_config_path(name)
         assert by_name.resolve() == resolve_config_path(f"configs/train/{name}.yaml").resolve()
-        task = read_yaml(by_name).get("task", "style")
+        task = read_mapping(by_name).get("task", "style")
         cfg = load_config(DCGANTrainConfig if task == "dcgan" else StyleTrainConfig, by_name)
         assert cfg.name == name and cfg.task == task
     strength = load_config(StyleTrainConfig, resolve_config_path("strength"))

@@ -10,7 +10,7 @@ from PIL import Image
 
 import configs
 import nets
-from train.config import ConfigError, load_config
+from configs.schema import ConfigError, load_config
 from train.data import DataError, SubsetDataset, celeba_split, generated_subset
 from train.gan import DCGANTrainConfig, PREVIEW_ALPHAS, recalibrate_batchnorm, train, zero_last_convs
 from train.session import Interrupted, RunError

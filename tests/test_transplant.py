@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from configs.schema import from_dict
 import nets
 from nets import DynamicNet
 from nets.checkpoint import CheckpointError, check_arch
 from nets.stylenet import PRESETS, StyleNet, StyleNetConfig, stylenet_macs_per_pixel
-from train.config import from_dict
 from train.style import StyleTrainConfig, train
 from train.teachers import Multistyle26Teacher, load_teacher, model_dir
 from train.transplant import load_multistyle26, multistyle26_arrays
@@ -125,7 +125,7 @@ def test_a_morph_trained_from_the_teacher_is_the_teacher_at_alpha_zero(tmp_path,
                      "higher": {"teacher": "multistyle26", "style": 1}}}, "a multistyle26 teacher as objectives.main"),
 ])
 def test_teacher_init_needs_the_fast_net_and_multistyle26(tmp_path, change, message):
-    from train.config import ConfigError
+    from configs.schema import ConfigError
     raw = config(tmp_path)
     for key, value in change.items():
         raw[key] = {**raw[key], **value}
@@ -172,7 +172,7 @@ def test_interpolated_blocks_train_against_the_teacher_between_the_ends(tmp_path
     assert record["interpolate"] is True and record["loss_weights"]["temporal"] == 1.0
     raw["objectives"]["main"] = {"teacher": "arbitrary", "style_image": "generated:stripes"}
     raw["net"]["init"] = "random"
-    from train.config import ConfigError
+    from configs.schema import ConfigError
     with pytest.raises(ConfigError, match="interpolate needs objectives.main to be the same named teacher"):
         from_dict(StyleTrainConfig, raw)
 
@@ -195,7 +195,7 @@ def test_online_targets_are_the_teacher_on_the_students_crop_so_a_transplant_sta
     fine-tune changes only what the other terms ask for."""
     import json
 
-    from train.config import ConfigError
+    from configs.schema import ConfigError
     torch.set_num_threads(1)
     raw = config(tmp_path)
     raw["objectives"]["main"].update(online=True, temporal_weight=1.0)

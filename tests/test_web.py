@@ -17,7 +17,7 @@ from stream.inputs import Inbox
 from stream.live import LiveConfig, run_live
 from stream.ring import Frame
 from stream.sinks import Sink, SinkThread, StageError
-from stream.stage import StageConfig, controller_state
+from stream.stage import WebConfig, controller_state
 from stream.web import WebServer, WebSink, client_op, is_loopback
 
 SITES = ("res3_in", "up1_in", "out_in")
@@ -197,7 +197,7 @@ def test_a_viewer_that_never_reads_does_not_slow_the_live_run():
     """A stalled browser (it asks for the stream, then reads nothing) holds up only itself."""
     urls = []
     config = LiveConfig(source="demo", headless=True, device="cpu", backend="eager", size=(160, 120), frames=60,
-                        fps=30.0, models=("untrained:lite",), stage=StageConfig(web_port=0))
+                        fps=30.0, models=("untrained:lite",), web=WebConfig(port=0))
     stalled = []
 
     def report(line):
@@ -225,7 +225,7 @@ def test_virtual_camera_without_a_backend_says_what_to_install():
     if glob.glob("/sys/devices/virtual/video4linux/video*"):
         pytest.skip("this machine has a v4l2loopback device")
     config = LiveConfig(source="demo", headless=True, device="cpu", backend="eager", size=(64, 48), frames=3,
-                        models=("untrained:lite",), stage=StageConfig(virtual_cam=True))
+                        models=("untrained:lite",), virtual_cam=True)
     with pytest.raises(StageError) as e:
         run_live(config, report=lambda line: None)
     message = str(e.value)
@@ -237,7 +237,7 @@ def test_the_hud_names_the_live_outputs():
     from stream.live import LivePipeline
 
     config = LiveConfig(source="demo", device="cpu", backend="eager", size=(64, 48), window=(64, 48), frames=5,
-                        models=("untrained:lite",), stage=StageConfig(web_port=0))
+                        models=("untrained:lite",), web=WebConfig(port=0))
     pipeline = LivePipeline(config, report=lambda line: None)
     stats = pipeline.run()
     assert stats.shown == 5 and pipeline.hud.sinks == "out: window, web (0 viewers)"

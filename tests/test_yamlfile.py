@@ -7,11 +7,11 @@ import tracemalloc
 import pytest
 
 import configs
+from configs.schema import read_mapping
 from nets import yamlfile
 from nets.errors import DynastreamError
 from stream.config import load_live_config, load_midi_map
 from stream.keyframes import load_track
-from train.config import read_yaml
 
 SITES = ("res3_in", "up1_in", "out_in")
 
@@ -27,7 +27,7 @@ READERS = {
     "keyframes": ("k.yaml", lambda p: load_track(p, SITES, (0.0, 1.0))),
     "live config": ("live.yaml", load_live_config),
     "MIDI map": ("midi.yaml", load_midi_map),
-    "training config": ("train.yaml", read_yaml),
+    "training config": ("train.yaml", read_mapping),
 }
 
 

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from configs.schema import ConfigError, apply_sets, from_dict, read_mapping
 import nets
 from nets.errors import short_repr
-from train.config import ConfigError, apply_sets, from_dict, read_yaml, resolve_config_path
+from train.config import resolve_config_path
 from train.session import Interrupted
 
 TASKS = ("style", "dcgan")
@@ -17,7 +18,7 @@ TASKS = ("style", "dcgan")
 def run(config: Optional[str], sets: Sequence[str] = (), out: Optional[str] = None, resume: bool = False) -> int:
     if config is not None:
         path = resolve_config_path(config)
-        raw, source = read_yaml(path), f"config {path}"
+        raw, source = read_mapping(path), f"config {path}"
     elif resume and out is not None:
         last = Path(out) / "last.pt"
         if not last.is_file():
@@ -43,7 +44,7 @@ def run_distill(style_image: str, steps: Optional[int] = None, out: Optional[str
     path = Path(style_image).expanduser()
     if not path.is_file():
         raise ConfigError(f"style image {style_image} does not exist")
-    raw = read_yaml(resolve_config_path(DISTILL_CONFIG))
+    raw = read_mapping(resolve_config_path(DISTILL_CONFIG))
     name = f"distill-{path.stem}"
     raw.update(name=name, out=f"runs/{name}")
     for phase in ("main", "higher"):

@@ -15,7 +15,7 @@ from typing import ClassVar, Optional, Union
 import numpy as np
 import torch
 
-from train.config import to_dict as config_dict
+from configs.schema import to_dict as config_dict
 from train.data import GENERATED, load_style_image
 from train.losses import color_stats_loss, feature_l1, gradient_l1, gram_features_loss, pixel_l1, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, sha256_file

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from configs import schema
 import nets
 from nets import DynamicNet
 from nets.checkpoint import from_dict
 from nets.dcgan import DCGANConfig, DCGANDiscriminator
-from train import config as configlib
 from train.data import SubsetDataset, batches, celeba_split
 from train.loop import Phase as LoopPhase, run_phase
 from train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule, rng_state,
@@ -258,7 +258,7 @@ def train(cfg: DCGANTrainConfig, out: Optional[Path] = None, *, resume: bool = F
         ts = ckpt.get("train_state")
         if not isinstance(ts, dict) or ts.get("trainer") != "dcgan":
             raise RunError(f"{run.last} is not a resumable Dynamic DCGAN training checkpoint")
-        check_resume(configlib.to_dict(cfg), ts["config"], RESUME_MAY_CHANGE)
+        check_resume(schema.to_dict(cfg), ts["config"], RESUME_MAY_CHANGE)
     main_from = load_main_from(cfg.net) if cfg.net.main_from and ckpt is None else None
     return _run(cfg, d, run, subsets, ckpt, main_from, stop_at_step)
 
@@ -301,7 +301,7 @@ def _run(cfg: DCGANTrainConfig, d: Distributed, run: RunDir, subsets: dict, ckpt
         zgen.set_state(state.zgen)
     preview_z = torch.randn(cfg.data.preview_samples, cfg.net.nz, generator=torch.Generator().manual_seed(cfg.seed + 2))
     run.prepare()
-    configlib.write_yaml(cfg, run.config)
+    schema.write_yaml(cfg, run.config)
     if ckpt is not None:
         run.rewind_metrics(state.step)
 
@@ -377,7 +377,7 @@ def _phase(cfg, d, run, net, disc, generate, phase, phase_cfg, opt_g, opt_d, amp
 def _save_last(cfg, run: RunDir, net: DynamicNet, disc: nn.Module, opt_g, opt_d, zgen: torch.Generator,
                state: _Progress, subsets, t0: float) -> None:
     train_state = {
-        "trainer": "dcgan", "version": TRAIN_STATE_VERSION, "config": configlib.to_dict(cfg),
+        "trainer": "dcgan", "version": TRAIN_STATE_VERSION, "config": schema.to_dict(cfg),
         "phase_index": state.phase_index, "phase_step": state.phase_step, "step": state.step,
         "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
         "disc": {k: v.detach().cpu() for k, v in disc.state_dict().items()},
@@ -413,7 +413,7 @@ def _objectives_record(cfg: DCGANTrainConfig, subsets: dict) -> dict:
 def _provenance(cfg: DCGANTrainConfig, d: Distributed, amp: Amp, subsets: dict, state: _Progress) -> dict:
     return {
         "trainer": "dynastream train (dcgan)",
-        "config": configlib.to_dict(cfg),
+        "config": schema.to_dict(cfg),
         "main_from": _main_from_record(cfg.net.main_from),
         "data": {phase: {"data": describe_subset(cfg.data, phase, ds), "images": len(ds),
                          "unreadable_skipped": len(state.skipped.get(phase, ()))}

@@ -243,7 +243,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def check_resume(now: dict, stored: dict, may_change: tuple[str, ...]) -> None:
     """A resumed run may change only the ``may_change`` keys (a trailing dot: a whole section) of
     the config it was started with."""
-    from train.config import diff_keys
+    from configs.schema import diff_keys
 
     for key in diff_keys(stored, now):
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in may_change):

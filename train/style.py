@@ -16,12 +16,12 @@ from typing import Literal, Optional, Union
 
 import torch
 
+from configs import schema
 import nets
 from nets import DynamicNet
 from nets.checkpoint import from_dict
 from nets.stylenet import ALL_STYLE_SITES, STYLE_SITES, Preset
 from nets.tuning import Group, Mode
-from train import config as configlib
 from train import teacher_cache
 from train.data import GENERATED, CropDataset, batches, load_style_image
 from train.distill import InterpolatedTargets, OnlineTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
@@ -212,10 +212,10 @@ def check_resume_config(now: StyleTrainConfig, stored: dict) -> None:
     """A resumed run may change only RESUME_MAY_CHANGE keys of the config it was started with. Keys
     added to the config since that run started (e.g. ``motion``) count as their defaults."""
     try:
-        stored = configlib.to_dict(configlib.from_dict(StyleTrainConfig, stored, "the resumed run's config"))
-    except configlib.ConfigError:
+        stored = schema.to_dict(schema.from_dict(StyleTrainConfig, stored, "the resumed run's config"))
+    except schema.ConfigError:
         pass   # compared as stored: the difference is named below
-    check_resume(configlib.to_dict(now), stored, RESUME_MAY_CHANGE)
+    check_resume(schema.to_dict(now), stored, RESUME_MAY_CHANGE)
 
 
 # --- objectives -------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ class Objective:
             "style_weight": self.cfg.style_weight,
             "tv_weight": self.cfg.tv_weight,
             "temporal_weight": self.cfg.temporal_weight,
-            "motion": configlib.to_dict(self.motion) if self.cfg.temporal_weight > 0 else None,
+            "motion": schema.to_dict(self.motion) if self.cfg.temporal_weight > 0 else None,
             "style_layers": self.layer_weights,
             "normalized": self.normalize,
             "initial_terms": self.initial,
@@ -514,7 +514,7 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
     state.skipped.update(bad)
     run.prepare()
     if d.is_main:
-        configlib.write_yaml(cfg, run.config)
+        schema.write_yaml(cfg, run.config)
         if ckpt is not None:
             run.rewind_metrics(state.step)
     d.barrier()
@@ -625,7 +625,7 @@ def _objective(ph: Phase, lossnet, styles: dict, caches: dict, cfg: StyleTrainCo
 def _save_last(cfg, d: Distributed, run: RunDir, net: DynamicNet, state: _Progress, objectives: dict, t0: float) -> None:
     if d.is_main:
         train_state = {
-            "trainer": "style", "version": TRAIN_STATE_VERSION, "config": configlib.to_dict(cfg),
+            "trainer": "style", "version": TRAIN_STATE_VERSION, "config": schema.to_dict(cfg),
             "phase_index": state.phase_index, "phase_step": state.phase_step, "step": state.step,
             "optimizer": state.optimizer, "scaler": state.scaler or {}, "rng": rng_state(),
             "initial_terms": state.initial_terms, "final_losses": state.final_losses,
@@ -660,7 +660,7 @@ def _provenance(cfg, d: Distributed, amp: Amp, *, lossnet_info: dict, dataset: C
                 skipped: list[int], caches: dict) -> dict:
     return {
         "trainer": "dynastream train (style)",
-        "config": configlib.to_dict(cfg),
+        "config": schema.to_dict(cfg),
         "loss_net": lossnet_info,
         "data": {"folder": dataset.folder, "images": len(dataset), "image_size": cfg.data.image_size,
                  "batch_size_per_process": cfg.data.batch_size, "unreadable_skipped": len(skipped),

@@ -23,7 +23,7 @@ torch.set_num_threads(1)
 
 import nets  # noqa: E402
 from train import style  # noqa: E402
-from train.config import load_config  # noqa: E402
+from configs.schema import load_config  # noqa: E402
 from train.data import center_box, find_images, open_rgb, to_tensor  # noqa: E402
 from train.distill import TeacherTarget  # noqa: E402
 from train.evaluate import load_heldout  # noqa: E402
