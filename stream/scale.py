@@ -32,7 +32,7 @@ from nets.errors import DynastreamError
 from stream import signals
 from stream.render import IMAGE_EXTS, Progress, RenderConfig, RenderStats, load_style_model, render
 from stream.sources import Span
-from stream.writer import VIDEO_EXTS, VideoWriter, check_output, keyframes_path, temp_path
+from stream.writer import VIDEO_EXTS, VideoWriter, check_output, keyframes_path, remove_stale_temps, temp_path
 
 PathLike = Union[str, os.PathLike]
 # What a folder's videos are recognised by (render reads anything FFmpeg reads; these are the usual)
@@ -420,7 +420,7 @@ class RayCluster:
                 ray.init(address=None if address in (None, "local") else address, log_to_driver=False,
                          include_dashboard=False, logging_level=logging.WARNING)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                reason = str(e).strip().split("\n")[0]
+                reason = str(e).strip().split("\n")[0].split(". ")[0].rstrip(".")   # Ray's first sentence
                 raise ScaleError(f"cannot reach the Ray cluster at {address} ({reason}); start one with "
                                  "`ray start --head`, or leave out --ray to render here") from None
             self.started = True
@@ -534,6 +534,7 @@ def render_many(inputs: Sequence[PathLike], out_dir: PathLike, config: ManyConfi
         for job in jobs:
             if job.parts_dir is not None:
                 shutil.rmtree(job.parts_dir, ignore_errors=True)
+            remove_stale_temps(job.output)   # of a worker killed on its last try (here: a local cluster)
         if bar is not None:
             bar.close()
         if dispatch is not None:
