@@ -32,6 +32,7 @@ from nets.errors import DynastreamError
 from stream import signals
 from stream.render import IMAGE_EXTS, Progress, RenderConfig, RenderStats, load_style_model, render
 from stream.sources import Span
+from stream.tally import Tally
 from stream.writer import VIDEO_EXTS, VideoWriter, check_output, keyframes_path, remove_stale_temps, temp_path
 
 PathLike = Union[str, os.PathLike]
@@ -331,20 +332,6 @@ def join_parts(parts: Sequence[Path], audio_from: Path, target: Path, key: tuple
     stats = RenderStats(target, frames=writer.frames, wall_s=time.perf_counter() - t0, size_wh=writer.encoded_wh,
                         audio=writer.audio_mode, audio_left_out=writer.audio_left_out)
     return TaskResult(key, stats=stats)
-
-
-class Tally:
-    """Frames done per task, as the tasks report them. A task tried again reports from 0: its
-    count is the most any of its tries reached, so the total never goes back."""
-
-    def __init__(self):
-        self.done: dict = {}
-
-    def report(self, key: tuple[int, int], frames: int) -> None:
-        self.done[key] = max(self.done.get(key, 0), frames)
-
-    def total(self) -> int:
-        return sum(self.done.values())
 
 
 def _failure(e: BaseException) -> TaskResult:
