@@ -584,7 +584,7 @@ _RENDER_LINE = re.compile(r"(\d+) frames? at (\d+)x(\d+) in ([\d.]+) s \(([\d.e+
 
 def _render_stats(log: str) -> dict:
     m = None
-    for m in _RENDER_LINE.finditer(log):
+    for m in _RENDER_LINE.finditer(log):  # noqa: B007 (the last match is wanted)
         pass
     if m is None:
         return {}
@@ -651,7 +651,7 @@ def bench_rows(runs: list[dict]) -> list[dict]:
     for model in dict.fromkeys(r["model"] for r in done):
         sizes = dict.fromkeys(row["size"] for r in done if r["model"] == model for row in r["result"]["model_only"])
         for size in sizes:
-            def engine_rows(variant):
+            def engine_rows(variant, model=model, size=size):
                 return [row for r in done if r["model"] == model and r["variant"] == variant
                         for row in r["result"]["model_only"] if row["size"] == size]
             fast, eager = engine_rows("fast"), engine_rows("eager")

@@ -608,7 +608,7 @@ def bench_render(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say:
             lo, hi = net.alpha_range
             a, b = lo + 0.05 * (hi - lo), lo + 0.95 * (hi - lo)
 
-            def tri(t: float) -> float:       # the same triangle wave as the CSV
+            def tri(t: float, a=a, b=b) -> float:       # the same triangle wave as the CSV
                 phase = t % 2.0
                 return a + (b - a) * (phase if phase <= 1 else 2 - phase)
 

@@ -97,7 +97,7 @@ def run_live(args: argparse.Namespace) -> int:
     from stream.live import LivePipeline
 
     if args.midi_list:
-        from stream.controls import list_midi_inputs
+        from stream.midi import list_midi_inputs
 
         inputs = list_midi_inputs()
         print("\n".join(f"{i}: {name}" for i, name in inputs) if inputs else "no MIDI input devices found")

@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional, Union
 import configs
 from nets import yamlfile
 from nets.errors import DynastreamError, short_repr
-from stream.controls import ControllerConfig, ControlsError, MidiMap
+from stream.alpha import ControllerConfig, ControlsError
+from stream.midi import MidiMap
 from stream.limits import (MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_STABILIZE,
                            MAX_THREADS)
 from stream.live import LiveConfig

@@ -14,8 +14,10 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
+from nets.atomic import atomic_open  # noqa: E402
 from nets.errors import DynastreamError  # noqa: E402
-from stream.controls import ALL_SITES, HELP_LINES  # noqa: E402
+from stream.alpha import ALL_SITES  # noqa: E402
+from stream.controls import HELP_LINES  # noqa: E402
 
 View = Literal["stylized", "split", "side"]
 VIEWS: tuple[View, ...] = ("stylized", "split", "side")
@@ -338,13 +340,8 @@ class Window:
         n = 0
         while (path := self.screenshot_dir / f"dynastream-{stamp}-{n:03d}.png").exists():
             n += 1
-        tmp = path.with_name(f".{path.stem}.tmp.png")   # pygame picks the format from the suffix
-        try:
-            pygame.image.save(surface, str(tmp))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_open(path) as f:
+            pygame.image.save(surface, f, path.name)   # the name hint picks the format
         return path
 
     def close(self) -> None:

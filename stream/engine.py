@@ -33,7 +33,7 @@ import time
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -126,6 +126,14 @@ def has_onnxruntime() -> bool:
 # (tens of seconds the first time for a shape), which pays back within a few hundred frames at
 # 320x240 but not for thumbnails and tests.
 COMPILE_MIN_PIXELS = 320 * 240
+# ... and a render compiles only a job of at least this many frames (``render_backend``): a photo or a
+# short clip is done in eager torch before a compile would have finished.
+COMPILE_MIN_FRAMES = 200
+
+
+def render_backend(frames: Optional[int]) -> Backend:
+    """The backend of a render of ``frames`` frames (None: not known, as for a stream)."""
+    return "eager" if frames is not None and frames < COMPILE_MIN_FRAMES else "auto"
 
 
 # Freezing lets inductor treat weights as constants and prepack them for oneDNN; measured faster on
@@ -266,8 +274,36 @@ class _Slot:
     downloaded: Any = None
 
 
+@runtime_checkable
+class FrameEngine(Protocol):
+    """What the live loop asks of an engine, and all it may touch: ``Engine`` (style nets, every
+    backend) and ``stream.latent.GeneratorEngine`` (a dcgan's latent walk) both provide it.
+
+    ``prepare`` may run on a loader thread (it touches nothing the running net uses); ``use`` and
+    ``run`` run on the inference thread."""
+
+    device: torch.device
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    n_sites: int
+    net: DynamicNet                  # the engine's own copy, as it runs
+    compile_pending: bool            # a compiled net is still to come (``prepare`` on another thread)
+    notes: list[str]                 # what the engine chose differently from what was asked
+
+    @property
+    def runs(self) -> str: ...       # the backend running now: eager, compile or onnxruntime
+
+    def prepare(self, net: DynamicNet) -> Any: ...
+
+    def use(self, prepared: Any) -> None: ...
+
+    def run(self, frames_hwc_u8: Sequence[np.ndarray], alpha_bs: np.ndarray) -> np.ndarray: ...
+
+    def info(self) -> dict: ...
+
+
 class Engine:
-    """Runs ``net`` on batches of frames of one source size ``in_hw``.
+    """Runs ``net`` on batches of frames of one source size ``in_hw`` (a ``FrameEngine``).
 
     ``run`` is ``submit`` then ``collect``. On CUDA two slots let a caller ``submit`` frame k+1
     before ``collect``-ing frame k, so upload, compute and download of neighbouring calls overlap
@@ -317,6 +353,10 @@ class Engine:
         self.compile_pending = deferred
         self.net = self.prepared.net
         self.notes += self.prepared.notes
+
+    @property
+    def runs(self) -> str:
+        return self.prepared.backend
 
     def _make_slot(self) -> _Slot:
         b, (h, w), (oh, ow) = self.config.max_batch, self.in_hw, self.out_hw

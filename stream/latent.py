@@ -120,6 +120,10 @@ class GeneratorEngine:
         self.prepared = self.prepare(net)
         self.net = self.prepared.net
 
+    @property
+    def runs(self) -> str:
+        return "eager"
+
     def prepare(self, net: DynamicNet) -> PreparedGenerator:
         """A private copy of ``net`` on the device, and a walk for its nz (callable from a loader
         thread: it touches no buffer the running picture uses)."""

@@ -33,13 +33,14 @@ from nets.atomic import atomic_open
 from nets.checkpoint import DEFAULT_MODEL
 from nets.errors import DynastreamError
 from stream import signals
+from stream.alpha import Action, AlphaController, Command, ControllerConfig, ControlsError
 from stream.alphamap import MapSource, open_map
-from stream.controls import (Action, AlphaController, Command, ControllerConfig, ControlsError, MidiInput,
-                             MidiMap, handle_event, open_midi)
+from stream.controls import handle_event
 from stream.display import HudInfo, Window
-from stream.engine import Engine, EngineConfig, pick_device
+from stream.engine import Engine, EngineConfig, FrameEngine, pick_device
 from stream.keyframes import load_track
 from stream.latent import WALK_SIZE, GeneratorEngine
+from stream.midi import MidiInput, MidiMap, open_midi
 from stream.ring import Frame, FrameRing
 from stream.sinks import Take as _Take, WindowSink
 from stream.sources import ClockSource, Source, open_source, pump
@@ -262,7 +263,7 @@ class LivePipeline:
             self.source.close()
         self.source = self._clock = ClockSource(self.config.fps)
 
-    def _make_engine(self, net, start_eager: bool = False):
+    def _make_engine(self, net, start_eager: bool = False) -> FrameEngine:
         c = self.config
         if self.kind == "dcgan":
             return GeneratorEngine(net, self.engine_config, c.walk_seed, c.walk_seconds)
@@ -305,7 +306,7 @@ class LivePipeline:
             self.window.show_status(f"loading {c.models[0]} ...")
         self.engine_config = EngineConfig(device=c.device, precision=c.precision, backend=c.backend, size_wh=self.size_wh,
                                           channels_last=True, max_batch=1, alpha_map=self.alpha_map is not None)
-        self.engine = self._make_engine(net, start_eager=True)   # compiled (if at all) in the background
+        self.engine: FrameEngine = self._make_engine(net, start_eager=True)   # compiled (if at all) in the background
         self._warm_up(self.engine)
         self.net = net
         self.midi: Optional[MidiInput] = None
@@ -379,7 +380,7 @@ class LivePipeline:
         if self.window is not None:
             self._loader_message = text
 
-    def _warm_up(self, engine: Engine) -> None:
+    def _warm_up(self, engine: FrameEngine) -> None:
         """First calls allocate and pick kernels; keep that out of the first frames' latency."""
         frame = np.zeros((*engine.in_hw, 3), np.uint8)
         alpha = np.zeros((1, engine.n_sites), np.float32)
@@ -395,11 +396,13 @@ class LivePipeline:
             self.engine = engine
         else:
             self.engine.use(prepared)
+        if self.stabilizer is not None and net is not self.net:
+            self.stabilizer.reset()   # the previous result is the other model's picture: not blended into this one
         self.net = net
         self.controller.set_model(net.sites, net.alpha_range)
         if self.hud.status and not self.engine.compile_pending:
             self.hud.status = ""
-            if self.engine.prepared.backend == "compile":
+            if self.engine.runs == "compile":
                 self.stats.compiled_after_s = time.perf_counter() - self._started
         label, untrained = _model_label(net)
         self.hud.model, self.hud.untrained = label, untrained

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from nets.errors import short_repr
-from stream.controls import ControlsError
+from stream.alpha import ControlsError
 from stream.inputs import EDITED, Inbox, Op, OpError, alpha_value, lfo_value, model_value, preset_value
 from stream.sinks import StageError
 

@@ -32,7 +32,7 @@ from nets.errors import DynastreamError
 from stream import signals
 from stream.alphamap import MapSource, open_map, parse_spec
 from stream.audiotrack import AudioOptions, audio_track
-from stream.engine import Engine, EngineConfig
+from stream.engine import Engine, EngineConfig, render_backend
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
 from stream.sources import Damage, Span, VideoFileSource, decode_image_file, pump
@@ -322,7 +322,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
     try:
         h, w, _ = source.shape_hwc
         engine = Engine(net, EngineConfig(device=config.device, size_wh=output_size((h, w), config.size_wh, config.scale),
-                                          max_batch=config.batch, alpha_map=config.alpha_map is not None), (h, w))
+                                          max_batch=config.batch, alpha_map=config.alpha_map is not None,
+                                          backend=render_backend(source.frame_count or None)), (h, w))
         oh, ow = engine.out_hw
         alpha_map = None if config.alpha_map is None else open_map(config.alpha_map, (ow, oh), source.fps)
     except BaseException:
@@ -469,7 +470,8 @@ def render_images(pairs: Sequence[tuple[Path, Path]], output: Path, net, track: 
             if in_hw not in engines:
                 size = output_size(in_hw, config.size_wh, config.scale)
                 engines[in_hw] = Engine(net, EngineConfig(device=config.device, size_wh=size,
-                                                          alpha_map=config.alpha_map is not None), in_hw)
+                                                          alpha_map=config.alpha_map is not None,
+                                                          backend=render_backend(len(pairs))), in_hw)
                 if config.alpha_map is not None:
                     oh, ow = engines[in_hw].out_hw
                     maps[in_hw] = (open_map(config.alpha_map, (ow, oh), config.fps), np.empty((1, oh, ow), np.uint8))

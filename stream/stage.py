@@ -14,7 +14,8 @@ import numpy as np
 import yaml
 
 from nets.atomic import atomic_open
-from stream.controls import ALL_SITES, AlphaController, Command, MidiMap
+from stream.alpha import ALL_SITES, AlphaController, Command
+from stream.midi import MidiMap
 from stream.display import site_label
 from stream.inputs import Inbox
 from stream.osc import OscMap

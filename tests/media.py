@@ -90,7 +90,7 @@ def audio_info(path: Path) -> list[tuple[str, int, int]]:
     out = []
     with av.open(str(path)) as container:
         streams = list(container.streams.audio)
-    for i, s in enumerate(streams):
+    for i, _ in enumerate(streams):
         with av.open(str(path)) as container:
             stream = container.streams.audio[i]
             samples = sum(f.samples for f in container.decode(stream))

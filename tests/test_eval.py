@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import torch
 from PIL import Image
@@ -10,7 +8,7 @@ from nets import DynamicNet
 from train.data import generated_content
 
 
-def test_eval_sweeps_alpha_and_writes_json(tmp_path):
+def test_eval_sweeps_alpha_and_writes_json(tmp_path, run_cli):
     torch.manual_seed(0)
     net = DynamicNet.for_style("lite", "normal")
     objective = {"style_image": "generated:stripes", "style_size": 32, "content_layer": "relu2_2",
@@ -23,10 +21,8 @@ def test_eval_sweeps_alpha_and_writes_json(tmp_path):
     for i in range(2):
         generated_content(i, 40).save(images / f"{i}.png")
     out = tmp_path / "eval.json"
-    proc = subprocess.run([sys.executable, "-m", "stream", "eval", str(path), "--images", str(images),
-                           "--alphas", "0,0.5,1", "--size", "32", "--json", str(out),
-                           "--sheet", str(tmp_path / "sheet.png")],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli("eval", path, "--images", images, "--alphas", "0,0.5,1", "--size", "32", "--json", out,
+                   "--sheet", tmp_path / "sheet.png")
     assert proc.returncode == 0, proc.stderr
     assert "style vs main" in proc.stdout and "style vs higher" in proc.stdout
     result = json.loads(out.read_text())
@@ -37,9 +33,8 @@ def test_eval_sweeps_alpha_and_writes_json(tmp_path):
     assert Image.open(tmp_path / "sheet.png").size[0] > 6 * 32
 
 
-def test_eval_without_style_objectives_is_one_sentence(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "stream", "eval", "untrained:lite", "--images", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+def test_eval_without_style_objectives_is_one_sentence(tmp_path, run_cli):
+    proc = run_cli("eval", "untrained:lite", "--images", tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "records no style objectives" in proc.stderr
 
 

@@ -54,13 +54,10 @@ def test_onnx_carries_sites_and_alpha_range(tmp_path):
     assert meta["dynastream.mode"] == "dual" and meta["dynastream.alpha_range"] == "[-1.0, 1.0]"
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "stream", *args], capture_output=True, text=True, timeout=300)
-
-
-def test_export_command_writes_a_model_and_refuses_bad_input_in_one_sentence(tmp_path):
+def test_export_command_writes_a_model_and_refuses_bad_input_in_one_sentence(tmp_path, run_cli):
     out = tmp_path / "lite.onnx"
-    proc = run_cli("export", "untrained:lite", "-o", str(out))
+    proc = subprocess.run([sys.executable, "-m", "stream", "export", "untrained:lite", "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)   # once as a person types it
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and session(out).get_outputs()[0].name == "y"
 
@@ -76,7 +73,7 @@ def test_export_command_writes_a_model_and_refuses_bad_input_in_one_sentence(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lite.onnx"]   # no temporary left behind
 
 
-def test_unwritable_folder_leaves_nothing(tmp_path):
+def test_unwritable_folder_leaves_nothing(tmp_path, run_cli):
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)

@@ -10,7 +10,7 @@ import torch
 
 import nets
 from nets.checkpoint import DEFAULT_MODEL
-from stream.controls import ControllerConfig
+from stream.alpha import ControllerConfig
 from stream.keyframes import load_track
 from stream.live import LiveConfig, run_live
 from stream.ring import FrameRing

@@ -20,7 +20,7 @@ def live(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
                           timeout=180, env=env, cwd=cwd)
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+def assert_one_line_error(proc, *needles: str) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dynastream: error: "), proc.stderr
@@ -98,19 +98,19 @@ def test_ctrl_c_ends_cleanly_with_the_summary(tmp_path):
      ["--stats-json: the output folder no/such/folder does not exist"]),
     (["--source", "demo", "--stats-json", "/proc/s.json"], ["--stats-json: cannot write to the output folder /proc"]),
 ])
-def test_bad_input_is_one_sentence_and_exit_2(tmp_path, args, needles):
+def test_bad_input_is_one_sentence_and_exit_2(tmp_path, run_cli, args, needles):
     if any(a.startswith("/dev/video") and Path(a).exists() for a in args) or ("7" in args and Path("/dev/video7").exists()):
         pytest.skip("that camera exists here")
-    assert_one_line_error(live("--headless", *args), *needles)
+    assert_one_line_error(run_cli("live", "--headless", *args, cwd=tmp_path), *needles)
 
 
-def test_unreadable_file_bad_config_and_no_display(tmp_path):
+def test_unreadable_file_bad_config_and_no_display(tmp_path, run_cli):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00" * 2000)
-    assert_one_line_error(live("--headless", "--source", str(junk)), "cannot open", "junk.mp4")
+    assert_one_line_error(run_cli("live", "--headless", "--source", str(junk)), "cannot open", "junk.mp4")
     config = tmp_path / "live.yaml"
     config.write_text("source: demo\nframs: 10\n")
-    assert_one_line_error(live("--config", str(config)), "unknown key 'frams'")
+    assert_one_line_error(run_cli("live", "--config", str(config)), "unknown key 'frams'")
     video = tmp_path / "v.mp4"
     make_video(video, n_frames=3)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}

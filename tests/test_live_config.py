@@ -5,7 +5,8 @@ import pytest
 from nets.errors import DynastreamError
 from stream.cli import main
 from stream.config import DEFAULT_LIVE, load_live_config, load_midi_map, parse_size
-from stream.controls import ControllerConfig, MidiMap
+from stream.alpha import ControllerConfig
+from stream.midi import MidiMap
 from stream.live import LiveConfig, processing_size
 
 

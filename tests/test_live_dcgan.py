@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import nets
 from stream.cli import main
-from stream.controls import ControllerConfig
+from stream.alpha import ControllerConfig
 from stream.keyframes import load_track
 from stream.latent import WALK_KEYS, LatentWalk, latent_keys
 from stream.live import LiveConfig, LivePipeline, run_live
@@ -182,3 +182,23 @@ def test_bad_walk_settings_are_one_sentence(capsys):
     assert main(["live", "--model", "untrained:dcgan", "--headless", "--walk-seconds", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["dynastream: error: --walk-seconds must be a finite number > 0 and at most 3600, not '0'"]
+
+
+def test_both_engines_offer_the_live_loops_contract(tmp_path):
+    """The live loop touches an engine only through stream.engine.FrameEngine; the style Engine and
+    the latent walk's GeneratorEngine both have every member of it."""
+    import inspect
+
+    from stream.engine import Engine, EngineConfig, FrameEngine
+    from stream.latent import GeneratorEngine
+
+    style = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", backend="eager"), (24, 32))
+    walk = GeneratorEngine(nets.load(make_dcgan(tmp_path / "g.pt")), EngineConfig(device="cpu", size_wh=(32, 32)))
+    members = [*FrameEngine.__annotations__, *(n for n, _ in inspect.getmembers(FrameEngine)
+                                               if not n.startswith("_"))]
+    for engine in (style, walk):
+        assert isinstance(engine, FrameEngine), type(engine).__name__
+        assert all(hasattr(engine, m) for m in members), [m for m in members if not hasattr(engine, m)]
+        assert engine.runs == "eager" and not engine.compile_pending
+        y = engine.run([np.zeros((*engine.in_hw, 3), np.uint8)], np.zeros((1, engine.n_sites), np.float32))
+        assert y.shape == (1, *engine.out_hw, 3) and y.dtype == np.uint8

@@ -8,7 +8,7 @@ import pygame
 
 import stream.live
 from stream.config import DEFAULT_MIDI, load_live_config, load_midi_map, user_midi_map
-from stream.controls import AlphaController, ControllerConfig
+from stream.alpha import AlphaController, ControllerConfig
 from stream.live import run_live
 from stream.stage import MidiLearn
 
@@ -16,7 +16,7 @@ CC, NOTE_ON = 0xB0, 0x90
 
 
 class SyntheticMidi:
-    """What ``stream.controls.MidiInput`` offers the live loop: ``read`` and ``close``."""
+    """What ``stream.midi.MidiInput`` offers the live loop: ``read`` and ``close``."""
 
     name = "synthetic controller"
 

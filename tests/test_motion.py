@@ -7,7 +7,7 @@ import torch
 
 import nets
 from nets import DynamicNet
-from tests.test_train import SMOKE, cli, fixed_batch, lossnet  # noqa: F401 (fixtures)
+from tests.test_train import SMOKE, fixed_batch, lossnet  # noqa: F401 (fixtures)
 from train.data import load_style_image
 from train.motion import MotionConfig, inside, moved_copies, random_grid, temporal_loss, warp
 from train.session import Amp
@@ -68,12 +68,12 @@ def test_the_term_has_gradient_and_training_with_it_makes_the_net_steadier(lossn
     assert finals[30.0] < 0.7 * finals[0.0], finals
 
 
-def test_both_trainers_run_the_term_from_the_config(tmp_path):
+def test_both_trainers_run_the_term_from_the_config(tmp_path, run_cli):
     out = tmp_path / "run"
     sets = ["objectives.main.temporal_weight=1", "objectives.higher.temporal_weight=2", "motion.rotate=3",
             "schedule.main.steps=4", "schedule.blocks.steps=4", "schedule.log_every=2", "data.image_size=32",
             "objectives.main.style_size=32", "objectives.higher.style_size=32"]
-    proc = cli("--config", str(SMOKE), "--out", str(out), *[a for s in sets for a in ("--set", s)])
+    proc = run_cli("train", "--config", SMOKE, "--out", out, *[a for s in sets for a in ("--set", s)])
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all("temporal" in r and r["temporal"] > 0 for r in records)
@@ -81,7 +81,7 @@ def test_both_trainers_run_the_term_from_the_config(tmp_path):
     higher = net.meta["objectives"]["higher"]
     assert higher["temporal_weight"] == 2.0 and higher["motion"]["rotate"] == 3.0
     assert "temporal" in higher["effective_weights"]
-    bad = cli("--config", str(SMOKE), "--out", str(tmp_path / "bad"), "--set", "motion.zoom=2")
+    bad = run_cli("train", "--config", SMOKE, "--out", tmp_path / "bad", "--set", "motion.zoom=2")
     assert bad.returncode == 2 and "motion" in bad.stderr and bad.stderr.count("\n") == 1
 
 

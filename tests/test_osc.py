@@ -11,7 +11,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
 from stream.config import ConfigError, load_live_config, load_osc_map
-from stream.controls import Action, AlphaController, Command, ControllerConfig, ControlsError
+from stream.alpha import Action, AlphaController, Command, ControllerConfig, ControlsError
 from stream.inputs import Inbox
 from stream.live import LiveConfig, run_live
 from stream.osc import OscMap, OscServer

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import nets
+
 from stream.stabilize import Stabilizer
 from tests.media import panning_frames, texture, write_frames
 from tests.test_temporal import flicker
@@ -102,15 +104,14 @@ def test_eval_video_writes_table_json_and_strip(tmp_path):
     (["--video", "CLIP", "--stabilize", "1.5"], "--stabilize must be from 0 to 0.95"),
     (["--video", "CLIP", "--start", "100"], "fewer than two"),
 ])
-def test_eval_video_bad_input_is_one_sentence(tmp_path, args, says):
+def test_eval_video_bad_input_is_one_sentence(tmp_path, run_cli, args, says):
     clip = write_frames(tmp_path / "pan.mp4", panning_frames(4, height=32, width=48))
     args = [str(clip) if a == "CLIP" else a for a in args]
-    proc = subprocess.run([sys.executable, "-m", "stream", "eval", "untrained:lite", *args],
-                          check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = run_cli("eval", "untrained:lite", *args, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
 
 
-def test_render_stabilize_steadies_a_flickering_net(tmp_path):
+def test_render_stabilize_steadies_a_flickering_net(tmp_path, run_cli):
     """A real render, twice, of a clip whose net output flickers (an untrained net on a clip with
     per-frame noise): with --stabilize the rendered file's warping error along the clean clip's
     flow is lower."""
@@ -121,18 +122,15 @@ def test_render_stabilize_steadies_a_flickering_net(tmp_path):
     errors = {}
     for name, extra in (("plain", []), ("steady", ["--stabilize", "0.7"])):
         out = tmp_path / f"{name}.mkv"
-        proc = subprocess.run([sys.executable, "-m", "stream", "render", str(clip), "-o", str(out), "--model",
-                               "untrained:lite", "--alpha", "0", "--codec", "ffv1", "-q", *extra],
-                              check=False, capture_output=True, text=True, timeout=300)
+        proc = run_cli("render", clip, "-o", out, "--model", "untrained:lite", "--alpha", "0", "--codec", "ffv1",
+                       "-q", *extra)
         assert proc.returncode == 0, proc.stderr
         frames, _ = read_frames(out)
         assert len(frames) == 10
         errors[name] = temporal.warping_error(frames, temporal.FlowPairs.compute(clean))
     assert errors["steady"] < 0.7 * errors["plain"]
     Image.fromarray(clean[0]).save(tmp_path / "x.png")
-    proc = subprocess.run([sys.executable, "-m", "stream", "render", str(tmp_path / "x.png"), "-o",
-                           str(tmp_path / "y.png"), "--stabilize"], check=False, capture_output=True, text=True,
-                          timeout=300)
+    proc = run_cli("render", tmp_path / "x.png", "-o", tmp_path / "y.png", "--stabilize")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no motion" in proc.stderr
 
 
@@ -147,3 +145,23 @@ def test_live_stabilize_runs_headless(tmp_path):
     pipeline.run()
     assert pipeline.stabilizer is not None and pipeline.stabilizer._have_previous
     assert len(shown) >= 2
+
+
+def test_a_model_switch_starts_the_stabilizer_afresh_and_the_compiled_net_does_not(tmp_path):
+    """Blending the old model's last picture into the new model's first would smear one style into
+    the other for a few frames; the compiled copy of the same net is the same picture."""
+    from stream.live import LiveConfig, LivePipeline
+
+    clip = write_frames(tmp_path / "pan.mp4", panning_frames(4, height=48, width=64))
+    pipeline = LivePipeline(LiveConfig(source=str(clip), models=("untrained:lite",), headless=True, frames=4,
+                                       backend="eager", stabilize=0.6), report=lambda m: None)
+    pipeline.run()
+    assert pipeline.stabilizer._have_previous
+    same = pipeline.net
+    pipeline._pending = (None, pipeline.engine.prepare(same), same, "untrained:lite")
+    pipeline._apply_pending_model()
+    assert pipeline.stabilizer._have_previous, "the same net (its compiled copy) keeps the history"
+    other = nets.load("untrained:lite")
+    pipeline._pending = (None, pipeline.engine.prepare(other), other, "untrained:lite")
+    pipeline._apply_pending_model()
+    assert not pipeline.stabilizer._have_previous

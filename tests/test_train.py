@@ -197,12 +197,12 @@ def test_two_process_gloo_ddp_matches_one_process_with_twice_the_batch(tmp_path)
     (["schedule.main.steps=many"], "--set schedule.main.steps=many: schedule.main.steps must be an integer, not 'many'"),
     (["schedule.mian.steps=3"], "--set schedule.mian.steps=3: no config key 'schedule.mian'"),
 ])
-def test_bad_input_is_one_sentence_and_exit_2(tmp_path, sets, message):
+def test_bad_input_is_one_sentence_and_exit_2(tmp_path, run_cli, sets, message):
     (tmp_path / "EMPTY").mkdir()
     args = ["--config", str(SMOKE), "--out", str(tmp_path / "out")]
     for s in sets:
         args += ["--set", s]
-    proc = cli(*args, cwd=tmp_path)
+    proc = run_cli("train", *args, cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dynastream: error: ") and message in lines[0], proc.stderr

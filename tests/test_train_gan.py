@@ -2,9 +2,6 @@
 generator, a few steps per phase."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -112,13 +109,11 @@ def test_celeba_layout_is_split_by_attribute_and_value(tmp_path):
     assert x.shape == (3, 64, 64) and -1 <= x.min() < x.max() <= 1 and (skipped < 0).all()
 
 
-def test_cli_trains_from_a_celeba_folder(tmp_path):
+def test_cli_trains_from_a_celeba_folder(tmp_path, run_cli):
     write_celeba(tmp_path / "celeba", [1, -1] * 4)
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     sets = ["data.a=null", "data.b=null", f"data.celeba={{folder: {tmp_path / 'celeba'}, attribute: Male, value: 1}}",
             "data.crop=100", "data.batch_size=4", "schedule.main.steps=2", "schedule.blocks.steps=2"]
-    proc = subprocess.run([sys.executable, "-m", "stream", "train", "--config", str(SMOKE), "--out", str(tmp_path / "run"),
-                           *[a for s in sets for a in ("--set", s)]], capture_output=True, text=True, env=env, timeout=300)
+    proc = run_cli("train", "--config", SMOKE, "--out", tmp_path / "run", *[a for s in sets for a in ("--set", s)])
     assert proc.returncode == 0, proc.stderr
     ckpt = nets.read(tmp_path / "run" / "dcgan_smoke.pt")
     assert ckpt["objectives"]["higher"]["images"] == 4 and "(Male == 1)" in ckpt["objectives"]["higher"]["data"]
@@ -142,12 +137,10 @@ def test_a_missing_subset_folder_is_reported_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_eval_scores_a_dcgan_with_a_subset_classifier(tmp_path):
+def test_eval_scores_a_dcgan_with_a_subset_classifier(tmp_path, run_cli):
     model = train(tiny(), tmp_path / "run")
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "stream", "eval", str(model), "--samples", "16", "--alphas", "0,1",
-                           "--json", str(tmp_path / "e.json"), "--sheet", str(tmp_path / "e.png")],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = run_cli("eval", model, "--samples", "16", "--alphas", "0,1", "--json", tmp_path / "e.json",
+                   "--sheet", tmp_path / "e.png")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["subsets"] == {"A": "generated:circles", "B": "generated:squares"}
@@ -156,8 +149,7 @@ def test_eval_scores_a_dcgan_with_a_subset_classifier(tmp_path):
     assert "subset classifier accuracy" in proc.stdout
     with Image.open(tmp_path / "e.png") as sheet:
         assert sheet.size == (2 * 66 + 2, 8 * 66 + 2)
-    bad = subprocess.run([sys.executable, "-m", "stream", "eval", str(model), "--subsets", "only-one"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    bad = run_cli("eval", model, "--subsets", "only-one")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--subsets must be two folders" in bad.stderr
 
 

@@ -187,3 +187,28 @@ def test_an_alpha_map_reaches_the_new_sites(rng_image):
     odd = torch.rand(1, 3, 37, 51)
     with torch.no_grad():
         assert net(odd, 1.0, torch.ones(1, 1, 37, 51)).shape == odd.shape
+
+
+def test_online_targets_are_the_teacher_on_the_students_crop_so_a_transplant_starts_at_zero(tmp_path):
+    """A cached target is the teacher on a larger crop, resized; an online one is the teacher on the
+    very crop, so a main net transplanted from that teacher starts with a pixel loss of about 0 and a
+    fine-tune changes only what the other terms ask for."""
+    import json
+
+    from train.config import ConfigError
+    torch.set_num_threads(1)
+    raw = config(tmp_path)
+    raw["objectives"]["main"].update(online=True, temporal_weight=1.0)
+    raw["schedule"].update(main={"steps": 2, "lr": 1e-9}, blocks={"steps": 1})
+    path = train(from_dict(StyleTrainConfig, raw), tmp_path / "run")
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["phase"] == "main" and first["pixel"] < 1e-3 and first["temporal"] > 0, first
+    assert nets.load(str(path)).meta["objectives"]["main"]["online"] is True
+    raw["objectives"]["main"]["online"] = False
+    cached = train(from_dict(StyleTrainConfig, raw), tmp_path / "cached")
+    first_cached = json.loads((tmp_path / "cached" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first_cached["pixel"] > 10 * first["pixel"], (first_cached, first)
+    assert nets.load(str(cached)).meta["objectives"]["main"]["online"] is False
+    raw["objectives"]["higher"].update(interpolate=True, online=True)
+    with pytest.raises(ConfigError, match="runs its teacher online already"):
+        from_dict(StyleTrainConfig, raw)

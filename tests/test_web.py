@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.controls import AlphaController, ControllerConfig
+from stream.alpha import AlphaController, ControllerConfig
 from stream.inputs import Inbox
 from stream.live import LiveConfig, run_live
 from stream.ring import Frame

@@ -10,7 +10,6 @@ module under train/ that reads YAML.
 
 import dataclasses
 import math
-import os
 import types
 import typing
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 import configs
 from nets import yamlfile
+from nets.atomic import atomic_open
 from nets.errors import DynastreamError, short_repr
 
 T = TypeVar("T")
@@ -59,10 +59,9 @@ def read_yaml(path: Path) -> dict:
 
 def write_yaml(obj: Any, path: Path) -> None:
     """Write a config (dataclass or mapping) to ``path`` atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, sort_keys=False))
-    os.replace(tmp, path)
+    text = yaml.safe_dump(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, sort_keys=False)
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def to_dict(obj: Any) -> Any:

@@ -11,7 +11,6 @@ random z (``recalibrate_batchnorm``): the momentum-0.1 running averages trail a 
 changes every step, and the frozen generator (eval mode) would otherwise render with stale ones.
 """
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,9 @@ from nets.checkpoint import from_dict
 from nets.dcgan import DCGANConfig, DCGANDiscriminator
 from train import config as configlib
 from train.data import SubsetDataset, batches, celeba_split
-from train.session import (Amp, Distributed, Interrupted, Meter, RunDir, RunError, StopRequest, check_losses,
-                           check_resume, check_schedule, rng_state, save_sheet, set_rng_state, state_sha256, versions)
+from train.loop import Phase as LoopPhase, run_phase
+from train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule, rng_state,
+                           save_sheet, set_rng_state, state_sha256, versions)
 
 IMAGE_SIZE = 64
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0}
@@ -337,8 +337,8 @@ def _run(cfg: DCGANTrainConfig, d: Distributed, run: RunDir, subsets: dict, ckpt
             data = batches(subsets[phase], cfg.data.batch_size, cfg.seed + index, start_step=start,
                            workers=cfg.data.workers, pin_memory=d.device.type == "cuda")
             generate = net.main if phase == "main" else (lambda z: net(z, PHASE_ALPHA["higher"]))
-            _phase_loop(cfg, d, run, net, disc, generate, phase, phase_cfg, opt_g, opt_d, amp, data, zgen,
-                        subsets[phase], state, preview_z, stop, stop_at_step, t0)
+            run_phase(_phase(cfg, d, run, net, disc, generate, phase, phase_cfg, opt_g, opt_d, amp, data, zgen,
+                             subsets[phase], state, preview_z, t0), state, cfg.schedule, d, run, stop, stop_at_step)
             if phase == "higher" and state_sha256(net.main) != state.main_sha256:
                 raise RuntimeError("the main generator changed during the blocks phase: it must stay frozen")
             if phase == "main" and phase_cfg.steps > 0 and not state.recalibrated:
@@ -354,47 +354,24 @@ def _run(cfg: DCGANTrainConfig, d: Distributed, run: RunDir, subsets: dict, ckpt
     return run.final
 
 
-def _phase_loop(cfg, d, run, net, disc, generate, phase, phase_cfg, opt_g, opt_d, amp, data, zgen, subset,
-                state, preview_z, stop, stop_at_step, t0) -> None:
-    from tqdm import tqdm
-
-    sched = cfg.schedule
-    label = "main" if phase == "main" else "blocks"
-    bar = tqdm(total=phase_cfg.steps, initial=state.phase_step, desc=f"{label} (α={PHASE_ALPHA[phase]:+g})",
-               unit="step", dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
+def _phase(cfg, d, run, net, disc, generate, phase, phase_cfg, opt_g, opt_d, amp, data, zgen, subset, state,
+           preview_z, t0) -> LoopPhase:
+    """One phase for ``train.loop.run_phase``: its step, checkpoint and preview."""
     scalers = (amp.scaler(), amp.scaler())
-    meter = Meter()
-    try:
-        while state.phase_step < phase_cfg.steps:
-            real, skipped = next(data)
-            if (skipped >= 0).any():
-                state.skipped[phase].update(int(i) for i in skipped[skipped >= 0])
-            real = real.to(d.device, non_blocking=True)
-            z = torch.randn(real.shape[0], cfg.net.nz, generator=zgen).to(d.device, non_blocking=True)
-            meter.add(gan_step(generate, disc, opt_g, opt_d, real, z, amp, scalers))
-            state.phase_step += 1
-            state.step += 1
-            bar.update(1)
-            last = state.phase_step == phase_cfg.steps
-            if state.step % sched.log_every == 0 or last:
-                averages, sec = meter.averages(d)
-                check_losses(averages, phase, state.step)
-                state.final_losses[phase] = averages
-                bar.set_postfix({k: f"{v:.3g}" for k, v in averages.items()}, refresh=False)
-                epoch = state.phase_step * cfg.data.batch_size / len(subset)
-                run.log({"step": state.step, "phase": phase, "phase_step": state.phase_step,
-                         "alpha": PHASE_ALPHA[phase], "epoch": round(epoch, 3), **averages,
-                         "lr": opt_g.param_groups[0]["lr"], "sec_per_step": sec, "time": time.time()})
-            if sched.preview_every and state.step % sched.preview_every == 0:
-                save_sheet(sweep(net, preview_z), len(PREVIEW_ALPHAS), run.preview(f"step_{state.step:07d}"))
-            stopping = stop.requested or state.step == stop_at_step
-            if stopping or (sched.checkpoint_every and state.step % sched.checkpoint_every == 0 and not last):
-                meter.check_finite(d, phase, state.step)
-                _save_last(cfg, run, net, disc, opt_g, opt_d, zgen, state, None, t0)
-            if stopping:
-                raise Interrupted(run.last, state.step)
-    finally:
-        bar.close()
+
+    def step() -> dict:
+        real, skipped = next(data)
+        if (skipped >= 0).any():
+            state.skipped[phase].update(int(i) for i in skipped[skipped >= 0])
+        real = real.to(d.device, non_blocking=True)
+        z = torch.randn(real.shape[0], cfg.net.nz, generator=zgen).to(d.device, non_blocking=True)
+        return gan_step(generate, disc, opt_g, opt_d, real, z, amp, scalers)
+
+    return LoopPhase(name=phase, label="main" if phase == "main" else "blocks", alpha=PHASE_ALPHA[phase],
+                     steps=phase_cfg.steps, step=step, lr=lambda: opt_g.param_groups[0]["lr"],
+                     save=lambda: _save_last(cfg, run, net, disc, opt_g, opt_d, zgen, state, None, t0),
+                     preview=lambda name: save_sheet(sweep(net, preview_z), len(PREVIEW_ALPHAS), run.preview(name)),
+                     log_extra=lambda: {"epoch": round(state.phase_step * cfg.data.batch_size / len(subset), 3)})
 
 
 def _save_last(cfg, run: RunDir, net: DynamicNet, disc: nn.Module, opt_g, opt_d, zgen: torch.Generator,

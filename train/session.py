@@ -236,9 +236,8 @@ def _record_step(line: str) -> int:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 def check_resume(now: dict, stored: dict, may_change: tuple[str, ...]) -> None:

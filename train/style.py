@@ -24,13 +24,13 @@ from nets.tuning import Group, Mode
 from train import config as configlib
 from train import teacher_cache
 from train.data import GENERATED, CropDataset, batches, load_style_image
-from train.distill import InterpolatedTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
+from train.distill import InterpolatedTargets, OnlineTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
 from train.losses import content_loss, gram, style_loss, tv_loss
 from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
+from train.loop import Phase as LoopPhase, run_phase
 from train.motion import MotionConfig, moved_copies, temporal_loss
-from train.session import (CHECK_STOP_EVERY, Amp, Distributed, Interrupted, Meter, RunDir, RunError,
-                           StopRequest, check_losses, check_resume, check_schedule, rng_state, save_sheet,
-                           set_rng_state, state_sha256, versions)
+from train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule,
+                           rng_state, save_sheet, set_rng_state, state_sha256, versions)
 
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0, "lower": -1.0}
 PREVIEW_ALPHAS = {"normal": (0.0, 0.25, 0.5, 0.75, 1.0), "dual": (-1.0, -0.5, 0.0, 0.5, 1.0)}
@@ -530,6 +530,8 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
             if isinstance(ph.objective, TeacherObjectiveConfig) and ph.objective.interpolate:
                 objective.online = InterpolatedTargets(TeacherTarget(cfg.objectives.main), TeacherTarget(ph.objective),
                                                        ph.alpha, cfg.seed)
+            elif isinstance(ph.objective, TeacherObjectiveConfig) and ph.objective.online:
+                objective.online = OnlineTargets(TeacherTarget(ph.objective), None if ph.name == "main" else ph.alpha)
             data = _phase_data(cfg, d, dataset, ph, caches, state.step)
             optimizer = make_optimizer(net, ph.name, ph.lr)
             scaler = amp.scaler()
@@ -542,8 +544,8 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
             model = d.wrap(net.main if ph.name == "main" else net)
             alpha = None if ph.name == "main" else ph.alpha
             state.phase_index, state.phase_step = index, start
-            _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state,
-                        objectives, preview_nchw, stop, stop_at_step, t0)
+            run_phase(_phase(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state,
+                             objectives, preview_nchw, t0), state, cfg.schedule, d, run, stop, stop_at_step)
             if ph.name != "main" and state_sha256(net.main) != state.main_sha256:
                 raise RuntimeError(f"the main net changed during phase {ph.name}: its weights must stay frozen")
             del model, data
@@ -569,62 +571,37 @@ def _init_from_teacher(net: DynamicNet, objective: TeacherObjectiveConfig) -> No
     load_multistyle26(net.main, arrays, Multistyle26Teacher.weights(objective.style, objective.style_weights))
 
 
-def _phase_loop(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state,
-                objectives, preview_nchw, stop, stop_at_step, t0) -> None:
-    from tqdm import tqdm
+def _phase(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state, objectives,
+           preview_nchw, t0) -> LoopPhase:
+    """One phase for ``train.loop.run_phase``: its step, checkpoint and preview."""
+    def step() -> dict:
+        batch = next(data)                           # (x, skipped) or (x, teacher output, skipped)
+        x_nchw, skipped = batch[0], batch[-1]
+        if (skipped >= 0).any():                     # CPU tensor: no device sync
+            state.skipped.update(int(i) for i in skipped[skipped >= 0])
+        step_alpha = alpha
+        if isinstance(objective, TeacherObjective) and objective.online is not None:   # targets between the ends
+            step_alpha, target_cpu = objective.online(x_nchw, state.step)
+            step_alpha = step_alpha if step_alpha is None else step_alpha.to(d.device)
+            target_nchw = target_cpu.to(d.device, non_blocking=True)
+        else:
+            target_nchw = batch[1].to(d.device, non_blocking=True) if len(batch) == 3 else None
+        x_nchw = x_nchw.to(d.device, non_blocking=True)
+        if objective.needs_calibration:
+            terms0 = measure_terms(model, step_alpha, objective, x_nchw, amp, target_nchw)
+            keys = list(terms0)
+            values = d.mean(torch.stack([terms0[k] for k in keys])).tolist()  # sync, once per phase
+            objective.calibrate(dict(zip(keys, values)))
+            state.initial_terms[ph.name] = objective.initial
+        return train_step(model, step_alpha, objective, optimizer, x_nchw, amp, scaler, target_nchw)
 
-    sched = cfg.schedule
-    bar = tqdm(total=ph.steps, initial=state.phase_step, desc=f"{ph.name} (α={ph.alpha:+g})", unit="step",
-               disable=not d.is_main, dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
-    meter = Meter()
-    try:
-        while state.phase_step < ph.steps:
-            batch = next(data)                           # (x, skipped) or (x, teacher output, skipped)
-            x_nchw, skipped = batch[0], batch[-1]
-            if (skipped >= 0).any():                     # CPU tensor: no device sync
-                state.skipped.update(int(i) for i in skipped[skipped >= 0])
-            step_alpha = alpha
-            if isinstance(objective, TeacherObjective) and objective.online is not None:   # targets between the ends
-                step_alpha, target_cpu = objective.online(x_nchw, state.step)
-                step_alpha, target_nchw = step_alpha.to(d.device), target_cpu.to(d.device, non_blocking=True)
-            else:
-                target_nchw = batch[1].to(d.device, non_blocking=True) if len(batch) == 3 else None
-            x_nchw = x_nchw.to(d.device, non_blocking=True)
-            if objective.needs_calibration:
-                terms0 = measure_terms(model, step_alpha, objective, x_nchw, amp, target_nchw)
-                keys = list(terms0)
-                values = d.mean(torch.stack([terms0[k] for k in keys])).tolist()  # sync, once per phase
-                objective.calibrate(dict(zip(keys, values)))
-                state.initial_terms[ph.name] = objective.initial
-            terms = train_step(model, step_alpha, objective, optimizer, x_nchw, amp, scaler, target_nchw)
-            meter.add(terms)
-            state.phase_step += 1
-            state.step += 1
-            bar.update(1)
-            last = state.phase_step == ph.steps
-            if state.step % sched.log_every == 0 or last:
-                averages, sec = meter.averages(d)
-                check_losses(averages, ph.name, state.step)
-                state.final_losses[ph.name] = averages
-                bar.set_postfix({k: f"{v:.4g}" for k, v in averages.items()}, refresh=False)
-                run.log({"step": state.step, "phase": ph.name, "phase_step": state.phase_step,
-                         "alpha": ph.alpha, **averages, "lr": optimizer.param_groups[0]["lr"],
-                         "sec_per_step": sec, "time": time.time()})
-            if d.is_main and sched.preview_every and state.step % sched.preview_every == 0:
-                preview(net, preview_nchw, run.preview(f"step_{state.step:07d}"))
-            stopping = stop.requested or state.step == stop_at_step
-            if d.world > 1 and (state.step % CHECK_STOP_EVERY == 0 or last or state.step == stop_at_step):
-                stopping = d.any(stopping)
-            elif d.world > 1:
-                stopping = False  # processes must agree on the step they stop at
-            if stopping or (sched.checkpoint_every and state.step % sched.checkpoint_every == 0 and not last):
-                meter.check_finite(d, ph.name, state.step)
-                state.optimizer, state.scaler = optimizer.state_dict(), scaler.state_dict()
-                _save_last(cfg, d, run, net, state, objectives, t0)
-            if stopping:
-                raise Interrupted(run.last, state.step)
-    finally:
-        bar.close()
+    def save() -> None:
+        state.optimizer, state.scaler = optimizer.state_dict(), scaler.state_dict()
+        _save_last(cfg, d, run, net, state, objectives, t0)
+
+    return LoopPhase(name=ph.name, label=ph.name, alpha=ph.alpha, steps=ph.steps, step=step,
+                     lr=lambda: optimizer.param_groups[0]["lr"], save=save,
+                     preview=lambda name: preview(net, preview_nchw, run.preview(name)))
 
 
 def _objective(ph: Phase, lossnet, styles: dict, caches: dict, cfg: StyleTrainConfig,
