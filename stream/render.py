@@ -344,7 +344,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
     stabilizer = Stabilizer(config.stabilize) if config.stabilize > 0 else None
     batch: list[Frame] = []
     rgbs: list[np.ndarray] = []
-    bar = Progress(source.frame_count or None, "frame", output_path.name, progress)
+    bar = Progress((span.frames if span is not None else source.frame_count) or None, "frame", output_path.name,
+                   progress)
     start = time.perf_counter()
     writer: Optional[VideoWriter] = None
     encoder: Optional[threading.Thread] = None

@@ -189,8 +189,9 @@ def count_frames(path: Path) -> int:
 
 def plan_spans(path: Path, split_s: float) -> tuple[Span, ...]:
     """Parts of at least ``split_s`` seconds (the last may be shorter), each starting at a keyframe
-    (read from the packets; no frame is decoded). Empty where the file is one part, or cannot be cut: it cannot be opened, a
-    packet has no timestamp. Each packet is a frame: the frame indices are counted by timestamp."""
+    (read from the packets; no frame is decoded). Empty where the file is one part, or cannot be
+    cut (it cannot be opened, a packet has no timestamp): it is rendered whole. Each packet is a
+    frame: the frame indices are counted by timestamp."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -419,7 +420,7 @@ class RayCluster:
         else:
             per_task, self.threads = {"num_cpus": cpus_per_task}, max(1, int(cpus_per_task))
             slots = int(cpus // cpus_per_task)
-            self.where = f"Ray: {cpus:g} CPUs, {slots} task{'' if slots == 1 else 's'} at a time"
+            self.where = f"Ray: {cpus:g} CPU{'' if cpus == 1 else 's'}, {slots} task{'' if slots == 1 else 's'} at a time"
         retry = dict(max_retries=retries, retry_exceptions=True)
         self._render = ray.remote(render_part).options(**per_task, **retry)
         self._join = ray.remote(join_parts).options(num_cpus=0, **retry)   # a stream copy: I/O, not compute

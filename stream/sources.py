@@ -142,9 +142,9 @@ class VideoFileSource:
         self._loop_offset_s = 0.0
         self._last_time_s = 0.0
         self._pacer = _Pacer()
-        self.span = span
+        self.span = span                 # frame_count stays the whole file's: render picks its backend by it
         if span is not None:
-            self.frame_count, self._index = span.frames, span.first_index
+            self._index = span.first_index
             if span.first_index:
                 self._container.seek(span.start_pts, stream=self.stream)   # to the keyframe at (or before) it
                 self._packets = self._container.demux(self.stream)

@@ -15,6 +15,7 @@ from stream.cli import main
 from stream.engine import Engine
 from stream.render import RenderConfig, render
 from stream.scale import plan_spans
+from stream.sources import VideoFileSource
 from stream.writer import VideoOptions
 from tests.media import audio_info, make_video, read_frames
 
@@ -49,6 +50,18 @@ def _claim(marker: Path) -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Renders here with one torch thread, as each Ray task runs: two threads on the two cores of a
+    busy machine wait for each other (several times slower; docs/scale.md)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +152,9 @@ def test_here_a_split_x264_render_has_the_frames_and_timestamps_of_a_whole_one(t
     spans = plan_spans(src, 0.1)    # keyframes at frames 0, 3, 6, 9: 0, 0.12, 0.3, 0.48 s
     assert len(spans) == 4 and [s.first_index for s in spans] == [0, 3, 6, 9]
     assert sum(s.frames for s in spans) == 12 and spans[-1].end_pts is None
+    part = VideoFileSource(str(src), span=spans[1])
+    assert part.frame_count == 12       # the whole file's: a part picks the backend a whole render would
+    part.close()
     render(src, tmp_path / "whole.mp4", RenderConfig(alpha=0.5))
     assert main(["render-many", str(src), "-o", str(tmp_path / "out"), "--alpha", "0.5", "--split", "0.1",
                  "-q"]) == 0
