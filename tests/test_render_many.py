@@ -145,7 +145,7 @@ def test_here_each_file_gets_its_own_track_a_failed_try_is_retried_and_a_corrupt
     assert "Traceback" not in captured.err
 
 
-def test_here_a_split_x264_render_has_the_frames_and_timestamps_of_a_whole_one(tmp_path):
+def test_here_a_split_x264_render_has_the_frames_and_timestamps_of_a_whole_one(tmp_path, capsys):
     pts_ms = [0, 40, 50, 120, 200, 210, 300, 330, 400, 480, 520, 600]
     src = tmp_path / "vfr.mp4"
     make_video(src, n_frames=len(pts_ms), pts_ms=pts_ms, audio=True, gop=3)
@@ -156,8 +156,9 @@ def test_here_a_split_x264_render_has_the_frames_and_timestamps_of_a_whole_one(t
     assert part.frame_count == 12       # the whole file's: a part picks the backend a whole render would
     part.close()
     render(src, tmp_path / "whole.mp4", RenderConfig(alpha=0.5))
-    assert main(["render-many", str(src), "-o", str(tmp_path / "out"), "--alpha", "0.5", "--split", "0.1",
-                 "-q"]) == 0
+    assert main(["render-many", str(src), "-o", str(tmp_path / "out"), "--alpha", "0.5", "--split", "0.1"]) == 0
+    bar = capsys.readouterr().err.split("\r")[-1]    # the bar over the whole job, in its last state
+    assert "out: 100%" in bar and "12/12 [" in bar, bar
     same_video(tmp_path / "out" / "vfr.mp4", tmp_path / "whole.mp4", exact=False)   # H.264: each part re-encoded
     np.testing.assert_allclose(read_frames(tmp_path / "out" / "vfr.mp4")[1], np.array(pts_ms) / 1000, atol=1e-9)
     assert hidden(tmp_path / "out") == []
