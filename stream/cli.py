@@ -288,8 +288,8 @@ def add_render_many(sub) -> None:
     p.add_argument("--ext", metavar="EXT", help="container of the outputs: mp4, mkv, mov or webm "
                                                 "(default: the input's, or mp4)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="run the files as Ray tasks: alone, on a Ray started on this machine; auto: the running "
-                        "cluster (`ray start --head`); or its address (pip install 'dynastream[scale]')")
+                   help="run the files as Ray tasks: alone (or local), on a Ray started on this machine; auto: the "
+                        "running cluster (`ray start --head`); or its address (pip install 'dynastream[scale]')")
     p.add_argument("--split", type=_positive(float), metavar="SECONDS",
                    help="render each video in parts of about SECONDS, cut at keyframes, on as many workers, then "
                         "join them by stream copy: the same frames and timestamps as a render in one piece")
@@ -304,6 +304,9 @@ def add_render_many(sub) -> None:
 def run_render_many(args: argparse.Namespace) -> int:
     from stream.scale import ManyConfig, render_many
 
+    if args.ray not in (None, "local", "auto") and Path(args.ray).exists():
+        raise DynastreamError(f"--ray took {args.ray} for the cluster's address: give the inputs before --ray, "
+                              "or write --ray local")
     config = ManyConfig(render=_render_config(args), ext=args.ext, split_s=args.split, retries=args.retries,
                         cpus_per_task=args.cpus_per_task)
     result = render_many(args.inputs, args.output, config, ray=args.ray, progress=not args.quiet, notice=_notice)

@@ -178,6 +178,8 @@ def test_mistakes_are_one_sentence_before_any_work(tmp_path, library, monkeypatc
         "split and stabilize": ([library, "--split", "1", "--stabilize"], "--stabilize blends each frame"),
         "a bad model": ([library, "--model", "nosuch"], "no model named 'nosuch'"),
         "a bad container": ([library, "--ext", "avi"], "not .avi"),
+        "an input taken for the address": (["--ray", library / "a.mkv", library / "b.mkv"],
+                                           "--ray took .*a.mkv for the cluster's address: give the inputs before"),
     }
     monkeypatch.setitem(sys.modules, "ray", None)     # import ray raises ImportError, as without it
     for name, (args, message) in cases.items():
