@@ -190,11 +190,19 @@ def add_render(sub) -> None:
     p.add_argument("input", help="a video file, an image, or a folder of images")
     p.add_argument("-o", "--output", required=True,
                    help="a video file (.mp4, .mkv, .mov, .webm), an image, or a folder for a folder of images")
+    _add_render_options(p, whole=True)
+    p.set_defaults(run=run_render)
+
+
+def _add_render_options(p, whole: bool) -> None:
+    """The options of render, and (``whole`` False) of render-many, which keeps no partial file and
+    renders no images."""
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="zoo name, checkpoint path or untrained:* (default %(default)s)")
     a = p.add_mutually_exclusive_group()
     a.add_argument("--alpha", type=_finite, help="a constant alpha (default: the middle of the model's range)")
-    a.add_argument("--keyframes", metavar="FILE", help="an alpha track (.yaml or .csv)")
+    a.add_argument("--keyframes", metavar="FILE", help="an alpha track (.yaml or .csv)" if whole else
+                   "an alpha track (.yaml or .csv) for every input that has no NAME.keyframes.yaml of its own")
     a.add_argument("--alpha-from-audio", action="store_true",
                    help="alpha follows the input's own audio (as `dynastream track from-audio` writes it)")
     p.add_argument("--allow-extrapolation", action="store_true", help="allow alpha outside the model's range")
@@ -211,19 +219,20 @@ def add_render(sub) -> None:
     p.add_argument("--codec", help="video encoder (default libx264; e.g. libx265, libvpx-vp9, libsvtav1, ffv1)")
     p.add_argument("--crf", type=_finite, help="constant quality for x264/x265/vp9/av1 (lower is better; x264 default 23)")
     p.add_argument("--preset", help="encoder speed preset (x264: ultrafast .. veryslow, default medium)")
-    p.add_argument("--keep-partial", action="store_true",
-                   help="on an error or Ctrl-C keep what was rendered as NAME.partial.EXT")
+    if whole:
+        p.add_argument("--keep-partial", action="store_true",
+                       help="on an error or Ctrl-C keep what was rendered as NAME.partial.EXT")
     p.add_argument("--skip-damaged", action="store_true",
                    help="a damaged input: leave out (and count) the frames and audio packets that cannot be "
                         "decoded, instead of stopping at the first")
-    p.add_argument("--fps", type=_positive(float, MAX_FPS), default=25.0,
-                   help="frame rate of a folder of images, for keyframes given in seconds (default 25)")
+    if whole:
+        p.add_argument("--fps", type=_positive(float, MAX_FPS), default=25.0,
+                       help="frame rate of a folder of images, for keyframes given in seconds (default 25)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar on stderr (the summary line is still printed)")
     p.add_argument("--stabilize", nargs="?", type=float, const=DEFAULT_STABILIZE, default=0.0, metavar="STRENGTH",
                    help=f"videos: steady the stylized frames, blending each with the previous one along the "
                         f"input's motion (strength 0..{MAX_STABILIZE}, default {DEFAULT_STABILIZE}; docs/flicker.md)")
-    p.set_defaults(run=run_render)
 
 
 def _add_audio_options(p, prefix: str = "") -> None:
@@ -253,8 +262,8 @@ def _audio_options(args: argparse.Namespace):
     return AudioOptions(**given)
 
 
-def run_render(args: argparse.Namespace) -> int:
-    from stream.render import RenderConfig, render
+def _render_config(args: argparse.Namespace):
+    from stream.render import RenderConfig
     from stream.writer import VideoOptions
 
     if args.crf is not None and not 0 <= args.crf <= 63:
@@ -264,13 +273,19 @@ def run_render(args: argparse.Namespace) -> int:
         raise DynastreamError(f"{stray[0]} shapes alpha taken from audio: add --alpha-from-audio")
     if not (math.isfinite(args.stabilize) and 0 <= args.stabilize <= MAX_STABILIZE):
         raise DynastreamError(f"--stabilize must be from 0 to {MAX_STABILIZE}, not {args.stabilize:g}")
-    config = RenderConfig(model=args.model, alpha=args.alpha, keyframes=args.keyframes,
-                          alpha_map=args.alpha_map, audio=_audio_options(args) if args.alpha_from_audio else None,
-                          allow_extrapolation=args.allow_extrapolation, size_wh=args.size, scale=args.scale,
-                          batch=args.batch, device=args.device,
-                          video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
-                          keep_partial=args.keep_partial, skip_damaged=args.skip_damaged, fps=args.fps,
-                          stabilize=args.stabilize)
+    return RenderConfig(model=args.model, alpha=args.alpha, keyframes=args.keyframes,
+                        alpha_map=args.alpha_map, audio=_audio_options(args) if args.alpha_from_audio else None,
+                        allow_extrapolation=args.allow_extrapolation, size_wh=args.size, scale=args.scale,
+                        batch=args.batch, device=args.device,
+                        video=VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset),
+                        keep_partial=getattr(args, "keep_partial", False), skip_damaged=args.skip_damaged,
+                        fps=getattr(args, "fps", 25.0), stabilize=args.stabilize)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from stream.render import render
+
+    config = _render_config(args)
     try:
         stats = render(args.input, args.output, config, progress=not args.quiet, notice=_notice)
     except KeyboardInterrupt as e:
@@ -285,6 +300,56 @@ def run_render(args: argparse.Namespace) -> int:
 
 def _notice(message: str) -> None:
     print(f"dynastream: {message}", file=sys.stderr)
+
+
+def add_render_many(sub) -> None:
+    p = sub.add_parser(
+        "render-many", help="render many videos (or long ones in parts) here or on a Ray cluster",
+        description="Render every input video into one folder, as render would each (timestamps and audio kept, "
+                    "each output complete or not at all): one after another here, or one Ray task each with --ray. "
+                    "An input's own NAME.keyframes.yaml beside it is its alpha track; the others take --keyframes "
+                    "(or --alpha). A file that fails every try is listed with its reason, and the exit status is 2.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files and folders of videos")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="the folder the outputs go into, each named as its input (created if missing)")
+    p.add_argument("--ext", metavar="EXT", help="container of the outputs: mp4, mkv, mov or webm "
+                                                "(default: the input's, or mp4)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the files as Ray tasks: alone (or local), on a Ray started on this machine; auto: the "
+                        "running cluster (`ray start --head`); or its address (pip install 'dynastream[scale]')")
+    p.add_argument("--split", type=_positive(float), metavar="SECONDS",
+                   help="render each video in parts of about SECONDS, cut at keyframes, on as many workers, then "
+                        "join them by stream copy: the same frames and timestamps as a render in one piece")
+    p.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="tries after the first for a task that fails other than by bad input (default 2)")
+    p.add_argument("--cpus-per-task", type=_positive(float), default=1.0, metavar="N",
+                   help="with --ray on a cluster without GPUs: CPUs (and torch threads) a task takes (default 1)")
+    _add_render_options(p, whole=False)
+    p.set_defaults(run=run_render_many)
+
+
+def run_render_many(args: argparse.Namespace) -> int:
+    from stream.scale import ManyConfig, render_many
+
+    if args.ray not in (None, "local", "auto") and Path(args.ray).exists():
+        raise DynastreamError(f"--ray took {args.ray} for the cluster's address: give the inputs before --ray, "
+                              "or write --ray local")
+    config = ManyConfig(render=_render_config(args), ext=args.ext, split_s=args.split, retries=args.retries,
+                        cpus_per_task=args.cpus_per_task)
+    result = render_many(args.inputs, args.output, config, ray=args.ray, progress=not args.quiet, notice=_notice)
+    for f in result.files:
+        if not f.error:
+            print(f.summary())
+    print(result.summary())
+    for f in result.failed:
+        print(f"dynastream: {f.job.input.name} failed: {f.error}", file=sys.stderr)
+        if f.detail:
+            print(f.detail.rstrip(), file=sys.stderr)
+    if result.failed:
+        n = len(result.failed)
+        raise DynastreamError(f"{n} of {len(result.files)} file{'' if len(result.files) == 1 else 's'} "
+                              f"failed (listed above); the others are in {args.output}")
+    return 0
 
 
 # --- train ------------------------------------------------------------------------------------
@@ -750,7 +815,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------
 
-COMMANDS = (add_live, add_render, add_track, add_train, add_distill, add_bench, add_export, add_models, add_generate,
+COMMANDS = (add_live, add_render, add_render_many, add_track, add_train, add_distill, add_bench, add_export, add_models, add_generate,
             add_eval)
 
 

@@ -35,7 +35,7 @@ from stream.audiotrack import AudioOptions, audio_track
 from stream.engine import Engine, EngineConfig, render_backend
 from stream.keyframes import Key, Track, load_track
 from stream.ring import Frame, FrameRing
-from stream.sources import Damage, VideoFileSource, decode_image_file, pump
+from stream.sources import Damage, Span, VideoFileSource, decode_image_file, pump
 from stream.stabilize import Stabilizer
 from stream.writer import (VideoOptions, VideoWriter, check_output, check_video_name, temp_path,
                            write_bytes_atomic)
@@ -223,11 +223,17 @@ def load_style_model(name: str):
 
 
 def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = RenderConfig(),
-           progress: bool = False, notice: Optional[Callable[[str], None]] = None) -> RenderStats:
+           progress: bool = False, notice: Optional[Callable[[str], None]] = None,
+           span: Optional[Span] = None, frames_done: Optional[Callable[[int], None]] = None) -> RenderStats:
     """Render a video to a video, an image to an image or a folder of images to a folder.
-    ``notice`` hears of temporary files that a killed earlier run left at the target (removed)."""
+    ``notice`` hears of temporary files that a killed earlier run left at the target (removed).
+    ``span``: only that part of a video, without its audio (``stream.scale`` joins the parts);
+    ``frames_done`` hears of each batch of video frames rendered (``stream.scale``'s progress)."""
     input_path, output_path = Path(input_path), Path(output_path)
     kind = input_kind(input_path)
+    if span is not None and kind != "video":
+        raise RenderError(f"only a video can be rendered in parts, and {input_path.name} is "
+                          f"{'an image' if kind == 'image' else 'a folder of images'}")
     if config.batch < 1:
         raise RenderError(f"the batch size must be at least 1, not {config.batch}")
     out_suffix = output_path.suffix.lower()
@@ -255,7 +261,7 @@ def render(input_path: PathLike, output_path: PathLike, config: RenderConfig = R
     else:
         track = alpha_track(net, config.alpha, config.keyframes, config.allow_extrapolation)
     if kind == "video":
-        return render_video(input_path, output_path, net, track, config, progress)
+        return render_video(input_path, output_path, net, track, config, progress, span, frames_done)
     if kind == "image":
         return render_images([(input_path, output_path)], output_path, net, track, config, progress)
     return render_folder(input_path, output_path, net, track, config, progress)
@@ -308,9 +314,10 @@ def _join(*threads: Optional[threading.Thread]) -> None:
 
 
 def render_video(input_path: Path, output_path: Path, net, track: Track, config: RenderConfig,
-                 progress: bool = False) -> RenderStats:
+                 progress: bool = False, span: Optional[Span] = None,
+                 frames_done: Optional[Callable[[int], None]] = None) -> RenderStats:
     damaged = "skip" if config.skip_damaged else "stop"
-    source = VideoFileSource(str(input_path), damaged=damaged)
+    source = VideoFileSource(str(input_path), damaged=damaged, span=span)
     writer = None
     try:
         h, w, _ = source.shape_hwc
@@ -337,14 +344,16 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
     stabilizer = Stabilizer(config.stabilize) if config.stabilize > 0 else None
     batch: list[Frame] = []
     rgbs: list[np.ndarray] = []
-    bar = Progress(source.frame_count or None, "frame", output_path.name, progress)
+    bar = Progress((span.frames if span is not None else source.frame_count) or None, "frame", output_path.name,
+                   progress)
     start = time.perf_counter()
     writer: Optional[VideoWriter] = None
     encoder: Optional[threading.Thread] = None
     try:
         # From here a temporary file exists: everything up to its rename or removal is in this try.
         writer = VideoWriter(output_path, ow, oh, rate=source.stream.average_rate or Fraction(source.fps),
-                             time_base=source.time_base, options=config.video, audio_from=input_path,
+                             time_base=source.time_base, options=config.video,
+                             audio_from=input_path if span is None else None,
                              keep_partial=config.keep_partial, damaged=damaged)
         stats.size_wh, stats.audio = writer.encoded_wh, writer.audio_mode
         encoder = threading.Thread(target=_encode_loop, args=(ring_out, writer, errors, stats),
@@ -390,6 +399,8 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
                 ring_out.commit(slot)
                 ring_in.release(frame)
             bar.update(len(batch))
+            if frames_done is not None:
+                frames_done(len(batch))
             batch.clear()
         ring_out.close()
         encoder.join()

@@ -68,6 +68,18 @@ class Damage:
                 f"{about}{self.frames} frames could not be decoded and are left out")
 
 
+@dataclass(frozen=True)
+class Span:
+    """A part of a video: the frames from ``start_pts`` (a keyframe's, in the stream's time base) up
+    to, not including, ``end_pts`` (None: to the end). ``first_index`` is the index of its first frame
+    in the whole video and ``frames`` the number of frames it holds, as the packets count them."""
+
+    start_pts: int
+    end_pts: Optional[int]
+    first_index: int
+    frames: int
+
+
 class VideoFileSource:
     """A video file or URL decoded with PyAV.
 
@@ -80,12 +92,17 @@ class VideoFileSource:
     are delivered and then a SourceError names the time and frame; with ``"skip"`` damaged frames
     and those that depend on them (up to the next keyframe) are left out and counted in ``damage``,
     and ``notice`` hears of the first.
+
+    ``span`` decodes only that part of the file, from the keyframe it starts at, with the frame
+    indices and timestamps the frames have in the whole file (``stream.scale`` splits a video).
     """
 
     def __init__(self, path: str, pace: bool = False, loop: bool = False, damaged: DamagePolicy = "stop",
-                 notice: Optional[Callable[[str], None]] = None):
+                 notice: Optional[Callable[[str], None]] = None, span: Optional[Span] = None):
         if damaged not in DAMAGE_POLICIES:
             raise ValueError(f"damaged must be one of {DAMAGE_POLICIES}, not {damaged!r}")
+        if span is not None and loop:
+            raise ValueError("a span of a video cannot loop")
         self.name = str(path)
         is_url = "://" in self.name
         if not is_url and not Path(path).is_file():
@@ -125,6 +142,12 @@ class VideoFileSource:
         self._loop_offset_s = 0.0
         self._last_time_s = 0.0
         self._pacer = _Pacer()
+        self.span = span                 # frame_count stays the whole file's: render picks its backend by it
+        if span is not None:
+            self._index = span.first_index
+            if span.first_index:
+                self._container.seek(span.start_pts, stream=self.stream)   # to the keyframe at (or before) it
+                self._packets = self._container.demux(self.stream)
 
     def read_into(self, frame: Frame) -> bool:
         decoded = self._next_decoded()
@@ -147,6 +170,20 @@ class VideoFileSource:
         return True
 
     def _next_decoded(self):
+        decoded = self._next_in_file()
+        span = self.span
+        if span is None:
+            return decoded
+        while decoded is not None and decoded.pts is not None and decoded.pts < span.start_pts:
+            decoded = self._next_in_file()     # a seek that landed on an earlier keyframe
+        if decoded is not None and span.end_pts is not None and decoded.pts is not None and \
+                decoded.pts >= span.end_pts:
+            self._ended, decoded = True, None  # frames come in presentation order: the span is done
+            self._decoded.clear()
+            self._stop_error = None            # damage past the span is the next span's to report
+        return decoded
+
+    def _next_in_file(self):
         while not self._decoded:
             if not self._ended:
                 self._decode_packet()

@@ -297,8 +297,10 @@ class VideoWriter:
     def __init__(self, target: PathLike, width: int, height: int, *, rate: Union[Fraction, float],
                  time_base: Fraction, options: VideoOptions = VideoOptions(),
                  audio_from: Optional[PathLike] = None, keep_partial: bool = False,
-                 damaged: DamagePolicy = "stop"):
+                 damaged: DamagePolicy = "stop", copy_from=None):
         self.target = Path(target)
+        self._copy_from = copy_from      # a video stream whose packets write_packet copies (see remux)
+        self._last_dts: Optional[Fraction] = None
         self.temp = temp_path(self.target)
         signals.graceful()               # a stop signal from now on removes (or keeps) the temp file
         self.keep_partial = keep_partial
@@ -322,16 +324,34 @@ class VideoWriter:
             _unlink(self.temp)
             raise
 
+    @classmethod
+    def remux(cls, target: PathLike, template, *, audio_from: Optional[PathLike] = None,
+              damaged: DamagePolicy = "stop") -> "VideoWriter":
+        """A writer that encodes nothing: ``write_packet`` copies the packets of video streams like
+        ``template`` (same codec and parameters) as they are, and the audio of ``audio_from`` is
+        added as ``VideoWriter`` adds it. ``stream.scale`` joins the parts of a split render so."""
+        ctx = template.codec_context
+        return cls(target, ctx.width, ctx.height, rate=template.average_rate, time_base=template.time_base,
+                   audio_from=audio_from, damaged=damaged, copy_from=template)
+
     def _open(self, width, height, rate, options, audio_from) -> None:
         check_video_name(self.target)
         if options.codec is not None:
             video_encoder(options.codec)   # an unknown codec is named before anything is created
+        # MP4/MOV keep a start other than 0 in an edit list, in the movie's timescale (1/1000 s by
+        # default): in the video's own time base it is exact, so a render that starts at a keyframe
+        # in the middle of a video (stream.scale) keeps the timestamps the whole render has.
+        muxer_options = {"movie_timescale": str(self.time_base.denominator)} \
+            if self.target.suffix.lower() in (".mp4", ".mov") and self.time_base.denominator < 2**31 else {}
         try:
-            self._container = av.open(str(self.temp), "w")
+            self._container = av.open(str(self.temp), "w", options=muxer_options)
         except OSError as e:
             raise write_error(e, self.target) from None
         supported = self._container.supported_codecs
         fmt = self._container.format
+        if self._copy_from is not None:
+            self._open_copy(supported, audio_from)
+            return
         name = options.codec or ("libx264" if "libx264" in supported else self._container.default_video_codec)
         codec = video_encoder(name)
         codec_opts = _codec_options(codec, options)
@@ -370,6 +390,27 @@ class VideoWriter:
                 raise self._cannot_hold(name) from None
             raise WriterError(f"{self.target.suffix} files cannot hold the audio of {audio_from} "
                               f"({', '.join(self.audio_mode)}: {_reason(e)})") from None
+
+    def _open_copy(self, supported, audio_from) -> None:
+        template = self._copy_from
+        name = template.codec_context.name
+        if name not in supported and template.codec_context.codec.canonical_name not in supported:
+            raise self._cannot_hold(name)
+        self.pix_fmt = template.codec_context.pix_fmt
+        self.frame_wh = self.encoded_wh = (template.codec_context.width, template.codec_context.height)
+        self._frame_shape, self._pad_hwc_u8 = None, None
+        self._video = self._container.add_stream_from_template(template)
+        self._video.time_base = template.time_base
+        self._drop_before_zero = not (self._container.format.flags & _AVFMT_TS_NEGATIVE)
+        if audio_from is not None:
+            self._open_audio(audio_from, supported)
+        try:
+            self._container.start_encoding()
+        except OSError as e:
+            raise write_error(e, self.target) from None
+        except (av.error.FFmpegError, ValueError) as e:
+            raise WriterError(f"{self.target.suffix} files cannot hold these {name} packets or the audio of "
+                              f"{audio_from} ({_reason(e)})") from None
 
     def _cannot_hold(self, codec_name: str) -> WriterError:
         hint = "" if self.target.suffix.lower() == ".mkv" else " (.mkv holds almost every codec)"
@@ -411,6 +452,8 @@ class VideoWriter:
 
     def write(self, rgb_hwc_u8: np.ndarray, pts: int) -> None:
         """One frame shown from ``pts`` (time_base units); timestamps must increase."""
+        if self._copy_from is not None:
+            raise ValueError(f"{self.target.name} is written by stream copy: it takes packets, not frames")
         if self._last_pts is not None and pts <= self._last_pts:
             raise WriterError(f"frame {self.frames} of {self.target.name} has timestamp {pts}, not after "
                               f"{self._last_pts}: timestamps must increase")
@@ -433,6 +476,23 @@ class VideoWriter:
             for packet in self._video.encode(vf):
                 self._mux_video(packet)
         except OSError as e:      # PyAV's errno errors are OSErrors too: a full disk, an I/O error
+            raise write_error(e, self.target) from None
+        self.frames += 1
+
+    def write_packet(self, packet) -> None:
+        """One encoded packet of a stream like the ``remux`` template's, muxed as it is (its time
+        base is the packet's own); decode timestamps must increase."""
+        if packet.dts is not None:
+            dts = packet.dts * packet.time_base
+            if self._last_dts is not None and dts <= self._last_dts:
+                raise WriterError(f"packet {self.frames} copied into {self.target.name} is decoded at "
+                                  f"{float(dts):.6f} s, not after {float(self._last_dts):.6f} s: "
+                                  "decode timestamps must increase")
+            self._last_dts = dts
+        packet.stream = self._video
+        try:
+            self._mux_video(packet)
+        except OSError as e:
             raise write_error(e, self.target) from None
         self.frames += 1
 
@@ -501,8 +561,9 @@ class VideoWriter:
             self._pending = self._next_audio_packet()
 
     def _finish(self, all_audio: bool) -> None:
-        for packet in self._video.encode():
-            self._mux_video(packet)
+        if self._copy_from is None:
+            for packet in self._video.encode():
+                self._mux_video(packet)
         if all_audio:
             self._mux_audio_until(None)
         for out_stream, encode in self._audio.values():

@@ -19,10 +19,12 @@ def pattern_frame(index: int, height: int, width: int) -> np.ndarray:
 
 def make_video(path: Path, n_frames: int = 12, width: int = 64, height: int = 48, fps: int = 24,
                codec: str = "libx264", audio: bool = False, pts_ms: Optional[Sequence[int]] = None,
-               sample_rate: int = 48000, audio_codec: str = "aac", faststart: bool = False) -> list[np.ndarray]:
+               sample_rate: int = 48000, audio_codec: str = "aac", faststart: bool = False,
+               gop: Optional[int] = None) -> list[np.ndarray]:
     """Write a clip and return the RGB frames that went in. ``pts_ms`` gives explicit
     (variable-frame-rate) timestamps in milliseconds; otherwise frames are 1/fps apart.
-    ``faststart``: an MP4's index at the front, as for streaming."""
+    ``faststart``: an MP4's index at the front, as for streaming. ``gop``: a keyframe every
+    ``gop`` frames (default: the encoder's)."""
     frames = [pattern_frame(i, height, width) for i in range(n_frames)]
     with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
         stream = out.add_stream(codec, rate=fps)
@@ -31,6 +33,8 @@ def make_video(path: Path, n_frames: int = 12, width: int = 64, height: int = 48
                           else ("rgb24" if codec == "png" else "yuv444p"))
         if pts_ms is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         a_stream = None
         if audio:
             a_stream = out.add_stream(audio_codec, rate=sample_rate)
