@@ -22,9 +22,9 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional, Sequence, TypeVar, Union
 
-from nets import yamlfile
-from nets.atomic import atomic_open
-from nets.errors import DynastreamError, short_repr
+from dynastream.nets import yamlfile
+from dynastream.nets.atomic import atomic_open
+from dynastream.nets.errors import DynastreamError, short_repr
 
 T = TypeVar("T")
 Parse = Callable[[Any, str], Any]   # (value as written, label such as "live.yaml: size") -> value

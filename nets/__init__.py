@@ -7,14 +7,14 @@ classes do.
 
 import importlib
 
-_WHERE = {  # name -> the module that defines it
-    "DynastreamError": "nets.errors", "CheckpointError": "nets.errors",
-    "UNTRAINED": "nets.zoo_index", "ZooEntry": "nets.zoo_index", "zoo_entries": "nets.zoo_index",
-    "load": "nets.checkpoint", "read": "nets.checkpoint", "save": "nets.checkpoint",
-    "DCGANConfig": "nets.dcgan", "DCGANDiscriminator": "nets.dcgan", "DCGANGenerator": "nets.dcgan",
-    "PRESETS": "nets.stylenet", "STYLE_SITES": "nets.stylenet", "StyleNet": "nets.stylenet",
-    "StyleNetConfig": "nets.stylenet",
-    "DynamicNet": "nets.tuning", "TuningBlock": "nets.tuning",
+_WHERE = {  # name -> the module of this package that defines it
+    "DynastreamError": ".errors", "CheckpointError": ".errors",
+    "UNTRAINED": ".zoo_index", "ZooEntry": ".zoo_index", "zoo_entries": ".zoo_index",
+    "load": ".checkpoint", "read": ".checkpoint", "save": ".checkpoint",
+    "DCGANConfig": ".dcgan", "DCGANDiscriminator": ".dcgan", "DCGANGenerator": ".dcgan",
+    "PRESETS": ".stylenet", "STYLE_SITES": ".stylenet", "StyleNet": ".stylenet",
+    "StyleNetConfig": ".stylenet",
+    "DynamicNet": ".tuning", "TuningBlock": ".tuning",
 }
 _SUBMODULES = ("atomic", "checkpoint", "dcgan", "errors", "layers", "stylenet", "tuning", "zoo_index")
 
@@ -23,11 +23,11 @@ __all__ = list(_WHERE)
 
 def __getattr__(name: str):
     if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
     elif name in _SUBMODULES:   # `import nets; nets.checkpoint.X` keeps working
-        value = importlib.import_module(f"nets.{name}")
+        value = importlib.import_module(f".{name}", __name__)
     else:
-        raise AttributeError(f"module 'nets' has no attribute {name!r}")
+        raise AttributeError(f"module 'dynastream.nets' has no attribute {name!r}")
     globals()[name] = value
     return value
 

@@ -24,12 +24,12 @@ from typing import Any, Optional, Union
 
 import torch
 
-from nets.atomic import atomic_open
-from nets.dcgan import DCGANConfig, DCGANGenerator
-from nets.errors import CheckpointError, short_repr
-from nets.stylenet import OUTPUTS as STYLENET_OUTPUTS, PRESETS, StyleNet, StyleNetConfig
-from nets.tuning import MODES, DynamicNet
-from nets.zoo_index import DEFAULT_MODEL, UNTRAINED, UNTRAINED_PREFIX, ZOO_DIR, ZooEntry, zoo_entries  # noqa: F401  (re-exported)
+from dynastream.nets.atomic import atomic_open
+from dynastream.nets.dcgan import DCGANConfig, DCGANGenerator
+from dynastream.nets.errors import CheckpointError, short_repr
+from dynastream.nets.stylenet import OUTPUTS as STYLENET_OUTPUTS, PRESETS, StyleNet, StyleNetConfig
+from dynastream.nets.tuning import MODES, DynamicNet
+from dynastream.nets.zoo_index import DEFAULT_MODEL, UNTRAINED, UNTRAINED_PREFIX, ZOO_DIR, ZooEntry, zoo_entries  # noqa: F401  (re-exported)
 
 FORMAT_NAME = "dynastream"
 FORMAT_VERSION = 1

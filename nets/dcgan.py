@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from nets.stylenet import Inject
+from dynastream.nets.stylenet import Inject
 
 DCGAN_SITES = ("layer3_out",)
 

@@ -10,7 +10,7 @@ from typing import Callable, Literal, Optional
 import torch
 from torch import nn
 
-from nets.layers import ConvLayer, ResidualBlock, UpsampleConv
+from dynastream.nets.layers import ConvLayer, ResidualBlock, UpsampleConv
 
 Inject = Callable[[str, torch.Tensor], torch.Tensor]
 Preset = Literal["paper", "lite", "lite32", "fast"]

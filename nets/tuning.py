@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nets.dcgan import DCGANConfig, DCGANGenerator
-from nets.layers import ConvLayer
-from nets.stylenet import PRESETS, STYLE_SITES, StyleNet, StyleNetConfig
+from dynastream.nets.dcgan import DCGANConfig, DCGANGenerator
+from dynastream.nets.layers import ConvLayer
+from dynastream.nets.stylenet import PRESETS, STYLE_SITES, StyleNet, StyleNetConfig
 
 Mode = Literal["normal", "dual"]
 Group = Literal["main", "higher", "lower"]

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Union
 
-from nets.errors import DynastreamError, short_repr
+from dynastream.nets.errors import DynastreamError, short_repr
 
 MAX_DEPTH = 32                  # nested mappings/lists; the deepest shipped file (zoo.yaml) uses 6
 MAX_BYTES = 1_000_000           # configs, MIDI maps and the zoo index are a few KB

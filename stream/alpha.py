@@ -16,8 +16,8 @@ from typing import Optional, Protocol, Sequence, Union
 
 import numpy as np
 
-from configs.schema import ConfigError, finite_number, option, positive
-from nets.errors import DynastreamError
+from dynastream.configs.schema import ConfigError, finite_number, option, positive
+from dynastream.nets.errors import DynastreamError
 
 ALL_SITES = -1
 

@@ -28,9 +28,9 @@ from typing import Literal, Optional, Protocol, Union
 
 import numpy as np
 
-from nets.errors import DynastreamError, short_repr
-from stream.keyframes import Track, load_track
-from stream.sources import IMAGE_SUFFIXES
+from dynastream.nets.errors import DynastreamError, short_repr
+from dynastream.stream.keyframes import Track, load_track
+from dynastream.stream.sources import IMAGE_SUFFIXES
 
 AtEnd = Literal["hold", "loop"]
 TRACK_EXTS = (".yaml", ".yml", ".csv")
@@ -151,7 +151,7 @@ class ImageMap:
     def __init__(self, path: Path, size_wh: tuple[int, int]):
         import cv2
 
-        from stream.sources import decode_image_file
+        from dynastream.stream.sources import decode_image_file
 
         self.name = str(path)
         gray = decode_image_file(path, cv2.IMREAD_GRAYSCALE, AlphaMapError, "alpha map ")
@@ -171,8 +171,8 @@ class VideoMap:
     index than the last (a looping source) starts the map video again."""
 
     def __init__(self, path: Path, size_wh: tuple[int, int], at_end: AtEnd = "hold"):
-        from stream.ring import Frame
-        from stream.sources import SourceError, VideoFileSource
+        from dynastream.stream.ring import Frame
+        from dynastream.stream.sources import SourceError, VideoFileSource
 
         self.name, self.size_wh, self.at_end = str(path), size_wh, at_end
         try:
@@ -186,14 +186,14 @@ class VideoMap:
         self._length: Optional[int] = None
 
     def _restart(self) -> None:
-        from stream.sources import VideoFileSource
+        from dynastream.stream.sources import VideoFileSource
 
         self._source.close()
         self._source = VideoFileSource(str(self._path))
         self._next = 0
 
     def _decode_next(self) -> bool:
-        from stream.sources import SourceError
+        from dynastream.stream.sources import SourceError
 
         try:
             ok = self._source.read_into(self._frame)

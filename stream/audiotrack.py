@@ -18,8 +18,8 @@ from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
-from nets.errors import DynastreamError
-from stream.keyframes import Track
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.keyframes import Track
 
 Feature = Literal["onset", "rms", "both"]
 FEATURES: tuple[str, ...] = ("onset", "rms", "both")
@@ -71,7 +71,7 @@ def decode_mono(path: Union[str, Path], sample_rate: int = SAMPLE_RATE) -> tuple
     time in seconds of the first sample."""
     import av
 
-    from stream import avlog
+    from dynastream.stream import avlog
 
     path = Path(path)
     if not path.is_file():

@@ -23,10 +23,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-import nets
-from nets import DynamicNet
-from nets.errors import DynastreamError
-from stream.engine import Engine, EngineConfig, device_name, pick_device
+from dynastream import nets
+from dynastream.nets import DynamicNet
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.engine import Engine, EngineConfig, device_name, pick_device
 
 SCHEMA = "dynastream-bench/1"
 QUICK_SIZE = (64, 48)
@@ -248,8 +248,8 @@ def bench_engine(net: DynamicNet, device: str, backend: str, precision: str, siz
 
 def moving_radial(size_wh: tuple[int, int]):
     """A radial α map whose centre sweeps across the picture once a second (``stream.alphamap``)."""
-    from stream.alphamap import MapSpec, ShapeMap
-    from stream.keyframes import Track
+    from dynastream.stream.alphamap import MapSpec, ShapeMap
+    from dynastream.stream.keyframes import Track
 
     cx = Track.from_samples([0.0, 1.0], np.array([[0.2], [0.8]]), ("cx",), name="bench cx")
     return ShapeMap(MapSpec("radial", params={"cx": cx}, text="radial:cx=moving"), size_wh, fps=30.0)
@@ -375,7 +375,7 @@ def ablate(net: DynamicNet, size_wh: tuple[int, int], cfg: BenchConfig, threads:
            say: Callable[[str], None]) -> dict:
     """Every variant x thread count, timed round-robin (one run of each in turn, ``repeats``
     rounds) so that load from other processes spreads evenly over the variants."""
-    from stream.engine import _cpu_has_bf16, has_onnxruntime
+    from dynastream.stream.engine import _cpu_has_bf16, has_onnxruntime
 
     w, h = size_wh
     frames = sample_frames(4, h, w)
@@ -437,7 +437,7 @@ class _BaselineAsEngine:
 # --- machine ---------------------------------------------------------------------------------------
 
 def machine_info(devices: Sequence[torch.device]) -> dict:
-    from stream.engine import cpu_name, has_cxx_compiler, has_onnxruntime
+    from dynastream.stream.engine import cpu_name, has_cxx_compiler, has_onnxruntime
 
     try:
         cores = len(os.sched_getaffinity(0))
@@ -457,7 +457,7 @@ def machine_info(devices: Sequence[torch.device]) -> dict:
 def model_info(net: DynamicNet, name: str) -> dict:
     arch = {}
     if net.kind == "style":
-        from nets.stylenet import stylenet_macs_per_pixel
+        from dynastream.nets.stylenet import stylenet_macs_per_pixel
         preset = next((k for k, v in nets.PRESETS.items() if v == net.main.config), "custom")
         arch = {"preset": preset, "macs_per_pixel": stylenet_macs_per_pixel(net.main.config, net.sites)}
     return {"name": name, "kind": net.kind, "mode": net.mode, "sites": list(net.sites),
@@ -549,7 +549,7 @@ def write_alpha_track(path, alpha_range: tuple[float, float], seconds: float) ->
 def write_clip(path, size_wh: tuple[int, int], n_frames: int, fps: int = 30) -> None:
     from fractions import Fraction
 
-    from stream.writer import VideoWriter
+    from dynastream.stream.writer import VideoWriter
 
     w, h = size_wh
     writer = VideoWriter(path, w, h, rate=Fraction(fps), time_base=Fraction(1, fps))
@@ -565,9 +565,9 @@ def write_clip(path, size_wh: tuple[int, int], n_frames: int, fps: int = 30) -> 
 def seed_render(net: DynamicNet, device: torch.device, clip, out_path, track_alpha: Callable[[float], float]) -> dict:
     """BASELINE render: the seed's way, one frame at a time in one thread: decode, SeedBaseline,
     encode (same decoder and encoder as render)."""
-    from stream.ring import Frame
-    from stream.sources import VideoFileSource
-    from stream.writer import VideoWriter
+    from dynastream.stream.ring import Frame
+    from dynastream.stream.sources import VideoFileSource
+    from dynastream.stream.writer import VideoWriter
 
     base = SeedBaseline(net, device)
     source = VideoFileSource(str(clip))
@@ -591,7 +591,7 @@ def bench_render(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say:
     import tempfile
     from pathlib import Path
 
-    from stream.render import RenderConfig, render
+    from dynastream.stream.render import RenderConfig, render
 
     header = ["device", "size", "path", "batch", "frames", "fps", "x baseline", "busy decode s", "busy infer s",
               "busy encode s", "peak RSS MB", "device MB", "load 1m"]
@@ -645,7 +645,7 @@ def seed_live(net: DynamicNet, device: torch.device, source, n_frames: int,
               track_alpha: Callable[[float], float]) -> dict:
     """BASELINE live: the seed's way, one thread: capture, SeedBaseline, frame ready; latency is
     ready time minus capture time."""
-    from stream.ring import Frame
+    from dynastream.stream.ring import Frame
 
     base = SeedBaseline(net, device)
     frame = Frame(np.zeros(source.shape_hwc, np.uint8))
@@ -671,8 +671,8 @@ def bench_live(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say: C
     from dataclasses import fields
     from pathlib import Path
 
-    from stream.live import LiveConfig, LivePipeline
-    from stream.sources import DemoSource
+    from dynastream.stream.live import LiveConfig, LivePipeline
+    from dynastream.stream.sources import DemoSource
 
     header = ["device", "size", "path", "torch threads", "source fps", "shown fps", "latency p50 ms",
               "latency p95 ms", "dropped", "inference p50 ms", "peak RSS MB", "device MB", "load 1m"]
@@ -733,15 +733,15 @@ def bench_live(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say: C
 def bench_pipelines(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say: Callable[[str], None]) -> dict:
     out = {}
     try:
-        import stream.render  # noqa: F401
-        import stream.writer  # noqa: F401
+        import dynastream.stream.render  # noqa: F401
+        import dynastream.stream.writer  # noqa: F401
     except ImportError as e:
         out["render"] = {"title": RENDER_TITLE, "skipped": f"this build has no render pipeline ({e})"}
     else:
         out["render"] = bench_render(net, cfg, devices, say)
     try:
-        import stream.live  # noqa: F401
-        from stream.sources import DemoSource  # noqa: F401
+        import dynastream.stream.live  # noqa: F401
+        from dynastream.stream.sources import DemoSource  # noqa: F401
     except ImportError as e:
         out["live"] = {"title": LIVE_TITLE, "skipped": f"this build has no live pipeline ({e})"}
     else:
@@ -849,7 +849,7 @@ def report(result: dict, markdown: bool = False) -> str:
 def write_text_atomic(path: str, text: str) -> None:
     from pathlib import Path
 
-    from nets.atomic import atomic_open
+    from dynastream.nets.atomic import atomic_open
 
     target = Path(path)
     if not target.parent.is_dir():

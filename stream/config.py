@@ -10,13 +10,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import configs
-from configs.schema import ConfigError, from_dict, read_mapping
-from stream.alpha import ControlsError
-from stream.live import LiveConfig
-from stream.midi import PACKAGED_MAP, MidiMap
-from stream.osc import OscMap
-from stream.stage import PACKAGED_OSC_MAP, user_midi_map
+from dynastream import configs
+from dynastream.configs.schema import ConfigError, from_dict, read_mapping
+from dynastream.stream.alpha import ControlsError
+from dynastream.stream.live import LiveConfig
+from dynastream.stream.midi import PACKAGED_MAP, MidiMap
+from dynastream.stream.osc import OscMap
+from dynastream.stream.stage import PACKAGED_OSC_MAP, user_midi_map
 
 DEFAULT_LIVE = configs.path("live.yaml")
 DEFAULT_MIDI = Path(PACKAGED_MAP)

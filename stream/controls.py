@@ -7,7 +7,7 @@ from typing import Optional
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from stream.alpha import Action, AlphaController, Command  # noqa: E402
+from dynastream.stream.alpha import Action, AlphaController, Command  # noqa: E402
 
 HELP_LINES: tuple[tuple[str, str], ...] = (
     ("up / right", "alpha + step (shift: fine)"),

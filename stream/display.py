@@ -14,10 +14,10 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from nets.atomic import atomic_open  # noqa: E402
-from nets.errors import DynastreamError  # noqa: E402
-from stream.alpha import ALL_SITES  # noqa: E402
-from stream.controls import HELP_LINES  # noqa: E402
+from dynastream.nets.atomic import atomic_open  # noqa: E402
+from dynastream.nets.errors import DynastreamError  # noqa: E402
+from dynastream.stream.alpha import ALL_SITES  # noqa: E402
+from dynastream.stream.controls import HELP_LINES  # noqa: E402
 
 View = Literal["stylized", "split", "side"]
 VIEWS: tuple[View, ...] = ("stylized", "split", "side")

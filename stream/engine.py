@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nets import DynamicNet
-from nets.errors import DynastreamError, short_repr
+from dynastream.nets import DynamicNet
+from dynastream.nets.errors import DynastreamError, short_repr
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16")
@@ -448,7 +448,7 @@ class Engine:
     def _build_ort(self, prepared: Prepared) -> None:
         import onnxruntime as ort
 
-        from stream.export import onnx_bytes
+        from dynastream.stream.export import onnx_bytes
 
         model = onnx_bytes(prepared.net, self.net_hw, alpha_map=self.alpha_map)
         options = ort.SessionOptions()

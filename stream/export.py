@@ -21,9 +21,9 @@ from typing import Union
 
 import torch
 
-from nets import DynamicNet
-from nets.atomic import atomic_open
-from nets.errors import DynastreamError
+from dynastream.nets import DynamicNet
+from dynastream.nets.atomic import atomic_open
+from dynastream.nets.errors import DynastreamError
 
 OPSET = 17
 

@@ -10,11 +10,11 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-import nets
-from nets.errors import DynastreamError, short_repr
-from stream.engine import pick_device
-from stream.latent import latent_keys, pixels_u8
-from stream.limits import MAX_SEED, MAX_SIDE
+from dynastream import nets
+from dynastream.nets.errors import DynastreamError, short_repr
+from dynastream.stream.engine import pick_device
+from dynastream.stream.latent import latent_keys, pixels_u8
+from dynastream.stream.limits import MAX_SEED, MAX_SIDE
 
 GRID_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_N = 8          # rows: 8 samples x 3 alphas keep the sheet readable at 64 px a tile
@@ -74,8 +74,8 @@ def sweep_tiles(net, z: torch.Tensor, alphas: Sequence[float], scale: int = 1) -
 
 
 def generate(model: str, output: Union[str, Path], config: GenerateConfig = GenerateConfig()) -> GenerateResult:
-    from stream.render import write_image
-    from stream.writer import check_output
+    from dynastream.stream.render import write_image
+    from dynastream.stream.writer import check_output
 
     output = Path(output)
     if config.n < 1:

@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal, Optional, Union
 
-from nets.errors import short_repr
-from stream.alpha import Action, AlphaController, Command, ControlsError
+from dynastream.nets.errors import short_repr
+from dynastream.stream.alpha import Action, AlphaController, Command, ControlsError
 
 OpKind = Literal["alpha", "fraction", "preset", "model", "lfo"]
 EDITED = None        # Op.site: the site(s) being edited (tab), as keys and MIDI do

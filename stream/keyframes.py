@@ -31,8 +31,8 @@ from typing import Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
-from nets import yamlfile
-from nets.errors import DynastreamError, short_repr
+from dynastream.nets import yamlfile
+from dynastream.nets.errors import DynastreamError, short_repr
 
 Interpolation = Literal["step", "linear", "smooth"]
 INTERPOLATIONS: tuple[str, ...] = ("step", "linear", "smooth")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nets import DynamicNet
-from stream.engine import BackendWarning, EngineConfig, EngineError, _copy_net, device_name, pick_device, pick_dtype
+from dynastream.nets import DynamicNet
+from dynastream.stream.engine import BackendWarning, EngineConfig, EngineError, _copy_net, device_name, pick_device, pick_dtype
 
 WALK_KEYS = 64          # key points in the loop; at 4 s a key the walk repeats after about 4 minutes
 WALK_SIZE = 512         # default side of the live picture (the generator makes 64x64)

@@ -31,24 +31,24 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from configs.schema import ConfigError, option, positive, size_wh, text, whole_number
-from nets.atomic import atomic_open
-from nets.checkpoint import DEFAULT_MODEL
-from nets.errors import short_repr
-from stream import signals
-from stream.alpha import Action, Command, ControllerConfig
-from stream.controls import handle_event
-from stream.display import HudInfo
-from stream.limits import (MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_STABILIZE,
+from dynastream.configs.schema import ConfigError, option, positive, size_wh, text, whole_number
+from dynastream.nets.atomic import atomic_open
+from dynastream.nets.checkpoint import DEFAULT_MODEL
+from dynastream.nets.errors import short_repr
+from dynastream.stream import signals
+from dynastream.stream.alpha import Action, Command, ControllerConfig
+from dynastream.stream.controls import handle_event
+from dynastream.stream.display import HudInfo
+from dynastream.stream.limits import (MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_STABILIZE,
                            MAX_THREADS)
-from stream.midi import MidiConfig
-from stream.ring import Frame, FrameRing
-from stream.session import Session, open_session
-from stream.sinks import WindowSink
-from stream.sources import Source, pump
-from stream.stabilize import Stabilizer
-from stream.stage import MidiLearn, OscConfig, Stage, WebConfig, controller_state
-from stream.takes import Takes
+from dynastream.stream.midi import MidiConfig
+from dynastream.stream.ring import Frame, FrameRing
+from dynastream.stream.session import Session, open_session
+from dynastream.stream.sinks import WindowSink
+from dynastream.stream.sources import Source, pump
+from dynastream.stream.stabilize import Stabilizer
+from dynastream.stream.stage import MidiLearn, OscConfig, Stage, WebConfig, controller_state
+from dynastream.stream.takes import Takes
 
 _LATENCY_CAPACITY = 1 << 16
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
-import configs
-from configs.schema import file_or, option, text
-from nets.errors import short_repr
-from stream.alpha import Action, AlphaController, Command, ControlsError
+from dynastream import configs
+from dynastream.configs.schema import file_or, option, text
+from dynastream.nets.errors import short_repr
+from dynastream.stream.alpha import Action, AlphaController, Command, ControlsError
 
 PACKAGED_MAP = str(configs.path("midi.yaml"))
 

@@ -22,10 +22,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from nets.errors import short_repr
-from stream.alpha import ControlsError
-from stream.inputs import EDITED, Inbox, Op, OpError, alpha_value, lfo_value, model_value, preset_value
-from stream.sinks import StageError
+from dynastream.nets.errors import short_repr
+from dynastream.stream.alpha import ControlsError
+from dynastream.stream.inputs import EDITED, Inbox, Op, OpError, alpha_value, lfo_value, model_value, preset_value
+from dynastream.stream.sinks import StageError
 
 PREFIX = "/dynastream/"
 SOURCE = "osc"

@@ -27,17 +27,17 @@ from typing import Callable, Literal, Optional, Sequence, Union
 
 import numpy as np
 
-import nets
-from nets.errors import DynastreamError
-from stream import signals
-from stream.alphamap import MapSource, open_map, parse_spec
-from stream.audiotrack import AudioOptions, audio_track
-from stream.engine import Engine, EngineConfig, render_backend
-from stream.keyframes import Key, Track, load_track
-from stream.ring import Frame, FrameRing
-from stream.sources import Damage, Span, VideoFileSource, decode_image_file, pump
-from stream.stabilize import Stabilizer
-from stream.writer import (VideoOptions, VideoWriter, check_output, check_video_name, temp_path,
+from dynastream import nets
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream import signals
+from dynastream.stream.alphamap import MapSource, open_map, parse_spec
+from dynastream.stream.audiotrack import AudioOptions, audio_track
+from dynastream.stream.engine import Engine, EngineConfig, render_backend
+from dynastream.stream.keyframes import Key, Track, load_track
+from dynastream.stream.ring import Frame, FrameRing
+from dynastream.stream.sources import Damage, Span, VideoFileSource, decode_image_file, pump
+from dynastream.stream.stabilize import Stabilizer
+from dynastream.stream.writer import (VideoOptions, VideoWriter, check_output, check_video_name, temp_path,
                            write_bytes_atomic)
 
 InputKind = Literal["video", "image", "folder"]

@@ -12,18 +12,18 @@ from typing import Callable, Optional
 
 import torch
 
-import nets
-from nets.errors import DynastreamError
-from stream.alpha import AlphaController, ControlsError
-from stream.alphamap import MapSource, open_map
-from stream.display import Window
-from stream.engine import Engine, EngineConfig, FrameEngine, pick_device
-from stream.keyframes import load_track
-from stream.latent import WALK_SIZE, GeneratorEngine
-from stream.midi import MidiInput, open_midi
-from stream.sources import ClockSource, Source, open_source
-from stream.switch import ModelSwitch, model_cycle, warm_up
-from stream.writer import WriterError, check_output
+from dynastream import nets
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.alpha import AlphaController, ControlsError
+from dynastream.stream.alphamap import MapSource, open_map
+from dynastream.stream.display import Window
+from dynastream.stream.engine import Engine, EngineConfig, FrameEngine, pick_device
+from dynastream.stream.keyframes import load_track
+from dynastream.stream.latent import WALK_SIZE, GeneratorEngine
+from dynastream.stream.midi import MidiInput, open_midi
+from dynastream.stream.sources import ClockSource, Source, open_source
+from dynastream.stream.switch import ModelSwitch, model_cycle, warm_up
+from dynastream.stream.writer import WriterError, check_output
 
 CPU_AUTO_PIXELS = 320 * 240   # with no --size/--scale on the CPU, process at most this many pixels
 SIZE_MULTIPLE = 4             # automatic sizes divide by 4: the net's two stride-2 levels need no crop

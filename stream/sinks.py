@@ -19,9 +19,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from nets.errors import DynastreamError
-from stream.ring import Frame, FrameRing, Policy
-from stream.writer import Recorder
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.ring import Frame, FrameRing, Policy
+from dynastream.stream.writer import Recorder
 
 LATEST_SLOTS = 2     # a streamed sink's ring: the frame being written and the newest one waiting
 RECORD_SLOTS = 8     # frames the recording ring absorbs before the display waits for the writer

@@ -18,10 +18,10 @@ import av
 import cv2
 import numpy as np
 
-from nets.errors import DynastreamError
-from stream import avlog
-from stream.avlog import DAMAGE_POLICIES, DamagePolicy
-from stream.ring import Frame, FrameRing
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream import avlog
+from dynastream.stream.avlog import DAMAGE_POLICIES, DamagePolicy
+from dynastream.stream.ring import Frame, FrameRing
 
 
 class SourceError(DynastreamError):

@@ -18,8 +18,8 @@ costs no allocation.
 import cv2
 import numpy as np
 
-from stream.limits import DEFAULT_STABILIZE as DEFAULT_STRENGTH
-from stream.limits import MAX_STABILIZE as MAX_STRENGTH
+from dynastream.stream.limits import DEFAULT_STABILIZE as DEFAULT_STRENGTH
+from dynastream.stream.limits import MAX_STABILIZE as MAX_STRENGTH
 
 FLOW_LONGER_SIDE = 160
 COLOUR_TOLERANCE = 24     # grey levels (0..255) of input change along the flow still counted as the same surface

@@ -13,17 +13,17 @@ from typing import Callable, Optional
 import numpy as np
 import yaml
 
-import configs
-from configs.schema import ConfigError, file_or, option, text, whole_number
-from nets.atomic import atomic_open
-from nets.errors import short_repr
-from stream.alpha import ALL_SITES, AlphaController, Command
-from stream.midi import MidiMap
-from stream.display import site_label
-from stream.inputs import Inbox
-from stream.osc import OscMap
-from stream.ring import Frame
-from stream.sinks import SinkThread, StageError, VirtualCamSink  # noqa: F401 (StageError: raised by these)
+from dynastream import configs
+from dynastream.configs.schema import ConfigError, file_or, option, text, whole_number
+from dynastream.nets.atomic import atomic_open
+from dynastream.nets.errors import short_repr
+from dynastream.stream.alpha import ALL_SITES, AlphaController, Command
+from dynastream.stream.midi import MidiMap
+from dynastream.stream.display import site_label
+from dynastream.stream.inputs import Inbox
+from dynastream.stream.osc import OscMap
+from dynastream.stream.ring import Frame
+from dynastream.stream.sinks import SinkThread, StageError, VirtualCamSink  # noqa: F401 (StageError: raised by these)
 
 LOOPBACK = "127.0.0.1"
 
@@ -131,13 +131,13 @@ class Stage:
         shape = (size_wh[1], size_wh[0], 3)
         try:
             if osc.port is not None:
-                from stream.osc import OscServer
+                from dynastream.stream.osc import OscServer
 
                 self.osc = OscServer(osc.host, osc.port, self.inbox, osc.osc_map)
                 report(f"live: OSC on udp://{self.osc.host}:{self.osc.port} (/dynastream/alpha, /dynastream/site/NAME, "
                        "/dynastream/preset, /dynastream/model, /dynastream/lfo)")
             if web.port is not None:
-                from stream.web import WebServer, WebSink, is_loopback, new_token
+                from dynastream.stream.web import WebServer, WebSink, is_loopback, new_token
 
                 token = web.token
                 if token is None and not is_loopback(web.host):

@@ -13,9 +13,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-import nets
-from nets.errors import DynastreamError
-from stream.engine import FrameEngine
+from dynastream import nets
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.engine import FrameEngine
 
 
 class SwitchError(DynastreamError):

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-from nets.errors import DynastreamError
-from stream.ring import Frame
-from stream.sinks import Take
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.ring import Frame
+from dynastream.stream.sinks import Take
 
 
 class Takes:

@@ -31,10 +31,10 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
-from nets.errors import short_repr
-from stream.inputs import EDITED, Inbox, Op, OpError, alpha_value, lfo_value, model_value, preset_value
-from stream.ring import Frame
-from stream.sinks import Sink, StageError
+from dynastream.nets.errors import short_repr
+from dynastream.stream.inputs import EDITED, Inbox, Op, OpError, alpha_value, lfo_value, model_value, preset_value
+from dynastream.stream.ring import Frame
+from dynastream.stream.sinks import Sink, StageError
 
 SOURCE = "web"
 PAGE = Path(__file__).parent / "assets" / "live.html"

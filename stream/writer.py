@@ -34,12 +34,12 @@ from typing import Callable, Optional, Sequence, Union
 import av
 import numpy as np
 
-from nets.atomic import atomic_open, temp_path
-from nets.errors import DynastreamError, short_repr
-from stream import avlog, signals
-from stream.avlog import DamagePolicy
-from stream.keyframes import Track
-from stream.ring import Frame
+from dynastream.nets.atomic import atomic_open, temp_path
+from dynastream.nets.errors import DynastreamError, short_repr
+from dynastream.stream import avlog, signals
+from dynastream.stream.avlog import DamagePolicy
+from dynastream.stream.keyframes import Track
+from dynastream.stream.ring import Frame
 
 PathLike = Union[str, os.PathLike]
 

@@ -40,7 +40,7 @@ def run_cli(capfd, monkeypatch):
     the file descriptors (``capfd``), so what C libraries (FFmpeg, SDL) print is seen too. End-to-end
     runs that a person would type (test_*_cli.py, test_signals.py, the installed console script)
     stay subprocesses."""
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     def run(*args, cwd=None, env=None) -> CliResult:
         if cwd is not None:

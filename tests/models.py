@@ -5,9 +5,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import nets
-from nets import DCGANConfig, DynamicNet
-from train.gan import recalibrate_batchnorm
+from dynastream import nets
+from dynastream.nets import DCGANConfig, DynamicNet
+from dynastream.train.gan import recalibrate_batchnorm
 
 
 def make_dcgan(path: Path, nz: int = 16, ngf: int = 8, mode: str = "normal", seed: int = 0) -> Path:

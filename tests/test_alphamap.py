@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-import nets
-from nets import DynamicNet
-from nets.checkpoint import DEFAULT_MODEL
-from stream.alphamap import AlphaMapError, open_map, parse_spec
-from stream.audiotrack import AudioOptions
-from stream.engine import Engine, EngineConfig
-from stream.keyframes import load_track
-from stream.render import RenderConfig, render
-from stream.writer import VideoOptions
+from dynastream import nets
+from dynastream.nets import DynamicNet
+from dynastream.nets.checkpoint import DEFAULT_MODEL
+from dynastream.stream.alphamap import AlphaMapError, open_map, parse_spec
+from dynastream.stream.audiotrack import AudioOptions
+from dynastream.stream.engine import Engine, EngineConfig
+from dynastream.stream.keyframes import load_track
+from dynastream.stream.render import RenderConfig, render
+from dynastream.stream.writer import VideoOptions
 from tests.media import make_video, pattern_frame, read_frames
 
 
@@ -123,7 +123,7 @@ def test_a_map_renders_the_same_through_eager_compiled_and_onnx(backend, mode):
 
 def test_export_has_the_map_as_an_input(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     assert main(["export", "untrained:lite", "-o", str(tmp_path / "m.onnx"), "--alpha-map"]) == 0
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
@@ -188,7 +188,7 @@ def test_bad_map_specs_are_one_sentence(spec, message):
 
 
 def test_bad_maps_on_the_command_line_exit_2_and_write_nothing(tmp_path, capsys):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     src = tmp_path / "in.mp4"
     make_video(src, n_frames=4)
@@ -217,7 +217,7 @@ def test_render_with_a_map_and_a_batch_matches_batch_1(tmp_path):
 
 
 def test_live_with_a_black_map_is_the_main_net(tmp_path):
-    from stream.live import LiveConfig, LivePipeline
+    from dynastream.stream.live import LiveConfig, LivePipeline
 
     black = tmp_path / "black.png"
     cv2.imwrite(str(black), np.zeros((8, 8), np.uint8))
@@ -277,7 +277,7 @@ def peaks(track):
 
 
 def test_track_from_audio_puts_keys_at_the_beats(tmp_path, capsys):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     clip = make_clicks(tmp_path / "beats.mp4")
     out = tmp_path / "beats.yaml"
@@ -318,7 +318,7 @@ def render_at(tmp_path, clip, alpha):
 
 
 def test_bad_audio_options_exit_2_and_write_nothing(tmp_path, capsys):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     clip = make_clicks(tmp_path / "beats.mp4")
     silent = make_clicks(tmp_path / "silent.mp4", audio=False)

@@ -5,13 +5,13 @@ import sys
 import numpy as np
 import torch
 
-import nets
-from stream.bench import SeedBaseline, alpha_sequence
+from dynastream import nets
+from dynastream.stream.bench import SeedBaseline, alpha_sequence
 
 
 def test_bench_quick_json_has_every_field(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "stream", "bench", "--quick", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "dynastream.stream", "bench", "--quick", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(out.read_text())
@@ -73,8 +73,8 @@ def test_alpha_sequence_changes_every_call_and_stays_in_range():
 
 
 def test_pipeline_alpha_track_gives_every_frame_a_new_alpha(tmp_path):
-    from stream.bench import write_alpha_track
-    from stream.keyframes import load_track
+    from dynastream.stream.bench import write_alpha_track
+    from dynastream.stream.keyframes import load_track
 
     net = nets.load("untrained:lite")
     path = tmp_path / "alpha.csv"

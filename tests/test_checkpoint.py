@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import nets
-from nets import CheckpointError, DynamicNet
-from nets.checkpoint import DIGEST_KEY, ZOO_DIR, weights_digest
+from dynastream import nets
+from dynastream.nets import CheckpointError, DynamicNet
+from dynastream.nets.checkpoint import DIGEST_KEY, ZOO_DIR, weights_digest
 
 
 def _net(preset="lite", mode="normal"):
@@ -128,8 +128,8 @@ def test_malicious_pickle_does_not_run(tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_atomic_writers_get_the_mode_of_a_plain_open(tmp_path, umask):
-    from nets.atomic import atomic_open
-    from stream.bench import write_text_atomic
+    from dynastream.nets.atomic import atomic_open
+    from dynastream.stream.bench import write_text_atomic
 
     old = os.umask(umask)
     try:
@@ -255,7 +255,8 @@ def test_metadata_of_the_wrong_type_or_range_is_one_sentence(tmp_path, field, va
 
 
 HOSTILE_ARCH_SCRIPT = """
-import json, resource, sys, time, torch, nets
+import json, resource, sys, time, torch
+from dynastream import nets
 path, results = sys.argv[1], []
 ckpt = torch.load(path, weights_only=True)
 for arch in json.loads(sys.argv[2]):

@@ -16,7 +16,7 @@ def test_help_lists_every_subcommand():
 
 
 def test_models_lists_zoo_or_says_it_is_empty(run_cli):
-    import nets
+    from dynastream import nets
 
     proc = run_cli("models")
     assert proc.returncode == 0 and proc.stderr == ""
@@ -34,8 +34,8 @@ def test_unknown_option_is_a_usage_error(run_cli):
 
 
 def imported_modules(*args: str) -> set[str]:
-    """The modules ``python -m stream ARGS`` imports, from ``-X importtime``'s report on stderr."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "stream", *args], capture_output=True,
+    """The modules ``python -m dynastream.stream ARGS`` imports, from ``-X importtime``'s report on stderr."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "dynastream.stream", *args], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
@@ -45,17 +45,19 @@ def test_help_and_models_do_not_import_torch():
     heavy = ("torch", "torchvision", "numpy", "cv2", "av", "pygame")
     for args in (("--help",), ("render", "--help"), ("models",)):
         modules = imported_modules(*args)
-        assert "stream.cli" in modules, args
+        assert "dynastream.stream.cli" in modules, args
         assert not sorted(m for m in modules if m.split(".")[0] in heavy), args
 
 
 def test_nets_names_are_lazy_and_all_there():
     code = """
-import sys, nets, nets.errors, nets.zoo_index
+import sys
+from dynastream import nets
+import dynastream.nets.errors, dynastream.nets.zoo_index
 assert "torch" not in sys.modules, "torch imported"
 for name in nets.__all__:
     getattr(nets, name)
-from nets.checkpoint import DEFAULT_MODEL, ZOO_DIR, CheckpointError, ZooEntry
+from dynastream.nets.checkpoint import DEFAULT_MODEL, ZOO_DIR, CheckpointError, ZooEntry
 assert DEFAULT_MODEL == nets.zoo_index.DEFAULT_MODEL and nets.CheckpointError is CheckpointError
 assert nets.checkpoint.zoo_entries is nets.zoo_entries and nets.ZooEntry is ZooEntry
 assert not hasattr(nets, "no_such_name")
@@ -71,7 +73,7 @@ assert not hasattr(nets, "no_such_name")
     (["--crf", "nan"], "argument --crf: must be a finite number, not 'nan'"),
 ])
 def test_render_numbers_are_finite_and_bounded(capsys, args, message):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["render", "in.mp4", "-o", "out.mp4", *args])
@@ -79,7 +81,7 @@ def test_render_numbers_are_finite_and_bounded(capsys, args, message):
 
 
 def test_render_crf_out_of_range_and_eval_numbers_are_one_sentence(capsys):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     assert main(["render", "in.mp4", "-o", "out.mp4", "--crf", "1e9"]) == 2
     assert capsys.readouterr().err == "dynastream: error: --crf must be from 0 to 63, not 1e+09\n"

@@ -2,13 +2,13 @@ import numpy as np
 import pygame
 import pytest
 
-import nets
-from nets.errors import DynastreamError
-from stream.config import DEFAULT_MIDI, load_midi_map
-from stream.alpha import ALL_SITES, Action, AlphaController, Command, ControllerConfig
-from stream.controls import handle_event
-from stream.midi import MidiMap, list_midi_inputs, open_midi
-from stream.keyframes import load_track
+from dynastream import nets
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.config import DEFAULT_MIDI, load_midi_map
+from dynastream.stream.alpha import ALL_SITES, Action, AlphaController, Command, ControllerConfig
+from dynastream.stream.controls import handle_event
+from dynastream.stream.midi import MidiMap, list_midi_inputs, open_midi
+from dynastream.stream.keyframes import load_track
 
 SITES = ("res3_in", "up1_in", "out_in")
 
@@ -227,7 +227,8 @@ def test_the_alpha_state_machine_imports_neither_pygame_nor_midi():
     import subprocess
     import sys
 
-    code = ("import sys, stream.alpha, stream.midi, stream.osc, stream.inputs\n"
+    code = ("import sys, dynastream.stream.alpha, dynastream.stream.midi, dynastream.stream.osc, "
+            "dynastream.stream.inputs\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pygame', 'torch', 'cv2'))\n"
             "assert not heavy, heavy\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

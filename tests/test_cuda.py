@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-import configs
-import nets
-from stream.engine import EngineConfig
+from dynastream import configs
+from dynastream import nets
+from dynastream.stream.engine import EngineConfig
 from tests.media import pattern_frame
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def test_cuda_eager_engine_without_graphs_matches_the_cpu_net():
-    from stream.engine import Engine
+    from dynastream.stream.engine import Engine
 
     net = nets.load("untrained:paper")
     frames = [pattern_frame(i, 64, 96) for i in range(2)]
@@ -32,7 +32,7 @@ def test_cuda_eager_engine_without_graphs_matches_the_cpu_net():
 
 
 def test_cuda_fp16_graphed_engine_resizes_like_the_cpu():
-    from stream.engine import Engine
+    from dynastream.stream.engine import Engine
 
     net = nets.load("untrained:lite")
     frames = [pattern_frame(i, 96, 128) for i in range(2)]
@@ -46,8 +46,8 @@ def test_cuda_fp16_graphed_engine_resizes_like_the_cpu():
 
 
 def test_cuda_amp_style_training_records_its_precision_and_stays_finite(tmp_path):
-    from configs.schema import load_config
-    from train.style import StyleTrainConfig, train
+    from dynastream.configs.schema import load_config
+    from dynastream.train.style import StyleTrainConfig, train
 
     cfg = load_config(StyleTrainConfig, configs.path("train/smoke.yaml"),
                       ["device=cuda", "data.image_size=64", "schedule.main.steps=4", "schedule.blocks.steps=4",
@@ -61,7 +61,7 @@ def test_cuda_amp_style_training_records_its_precision_and_stays_finite(tmp_path
 
 
 def test_cuda_dcgan_generator_engine_fp16_matches_the_cpu(tmp_path):
-    from stream.latent import GeneratorEngine
+    from dynastream.stream.latent import GeneratorEngine
     from tests.models import make_dcgan
 
     net = nets.load(make_dcgan(tmp_path / "faces.pt"))
@@ -94,7 +94,7 @@ def _nvenc_encodes() -> bool:
 def test_cuda_nvenc_writer_round_trip(tmp_path):
     import av
 
-    from stream.writer import VideoOptions, VideoWriter
+    from dynastream.stream.writer import VideoOptions, VideoWriter
 
     if not _nvenc_encodes():
         pytest.skip("h264_nvenc cannot encode here (absent from PyAV's FFmpeg, or no NVENC driver library)")

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from stream.cli import main
-from stream.render import RenderConfig, render
+from dynastream.stream.cli import main
+from dynastream.stream.render import RenderConfig, render
 from tests.media import audio_decode_errors, cut, flip_bytes, make_video, read_frames
 
 N_FRAMES = 96

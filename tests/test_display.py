@@ -7,7 +7,7 @@ import numpy as np
 import pygame
 import pytest
 
-from stream.display import HudInfo, Window, fit_rect
+from dynastream.stream.display import HudInfo, Window, fit_rect
 from tests.media import pattern_frame
 
 
@@ -100,7 +100,7 @@ def test_screenshot_saves_the_next_view_without_hud(tmp_path):
 
 def test_no_display_is_one_clear_sentence():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    code = ("from stream.display import Window\n"
+    code = ("from dynastream.stream.display import Window\n"
             "try:\n    Window((64, 48))\nexcept Exception as e:\n    print(type(e).__name__, e)\n")
     for driver in ("x11", None):   # x11 asked for but absent; nothing asked for (SDL falls back to offscreen)
         env.pop("SDL_VIDEODRIVER", None)

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-import configs
-from configs.schema import ConfigError, apply_sets, from_dict, load_config
-import nets
+from dynastream import configs
+from dynastream.configs.schema import ConfigError, apply_sets, from_dict, load_config
+from dynastream import nets
 from tests import teachers as tiny
-from train import teacher_cache
-from train.data import CropDataset, generated_content, load_style_image
-from train.distill import TeacherObjectiveConfig, TeacherTarget
-from train.session import Interrupted
-from train.style import ObjectiveConfig, StyleTrainConfig, train
-from train.teachers import TeacherError, load_teacher
+from dynastream.train import teacher_cache
+from dynastream.train.data import CropDataset, generated_content, load_style_image
+from dynastream.train.distill import TeacherObjectiveConfig, TeacherTarget
+from dynastream.train.session import Interrupted
+from dynastream.train.style import ObjectiveConfig, StyleTrainConfig, train
+from dynastream.train.teachers import TeacherError, load_teacher
 
 STRIPES = "generated:stripes"
 
@@ -222,7 +222,7 @@ def test_two_phase_dual_training_against_teachers_resumes_and_writes_a_loadable_
 
 
 def test_eval_against_the_teacher_reports_the_net_next_to_the_blend(trained, teacher_dir, tmp_path, capsys):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     images = tmp_path / "held"
     images.mkdir()
@@ -240,7 +240,7 @@ def test_eval_against_the_teacher_reports_the_net_next_to_the_blend(trained, tea
     assert psnr_net[2] == psnr_blend[2] and psnr_net[4] == psnr_blend[4], "at the ends the blend is the net"
     assert all(v > 0 for v in psnr_net[2:]) and psnr_net[3] != psnr_blend[3]
     assert len(result["student_beats_blend"]["ssim"]) == 1     # alpha 0.5 (-0.5 is not measured)
-    from train.evaluate import EvalError, evaluate_teacher
+    from dynastream.train.evaluate import EvalError, evaluate_teacher
 
     with pytest.raises(EvalError, match="up to 32x32"):
         evaluate_teacher(nets.load(trained["path"]), images, alphas=[0.0], longer_side=64)
@@ -258,7 +258,7 @@ def test_distill_command_makes_a_strength_model_of_a_picture(tmp_path, run_cli):
     from PIL import Image
     Image.fromarray((np.indices((64, 64)).sum(0) % 16 * 16).astype(np.uint8)).convert("RGB").save(picture)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "stream", "distill", str(picture), "--steps", "2", "--out", str(out),
+    cmd = [sys.executable, "-m", "dynastream.stream", "distill", str(picture), "--steps", "2", "--out", str(out),
            "--set", "data.folder=generated:shapes", "--set", "data.teacher_crops=2", "--set", "data.image_size=32",
            "--set", "data.batch_size=2", "--set", f"data.teacher_cache={tmp_path / 'cache'}",
            "--set", "data.preview_images=1"]

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-import nets
-from nets.errors import DynastreamError
-from stream.engine import Engine, EngineConfig, pick_device
+from dynastream import nets
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.engine import Engine, EngineConfig, pick_device
 from tests.media import pattern_frame
 
 
@@ -77,8 +77,8 @@ import warnings  # noqa: E402
 
 from torch import nn  # noqa: E402
 
-from stream import engine as engine_mod  # noqa: E402
-from stream.engine import BackendWarning, RowSplitConv, split_convs  # noqa: E402
+from dynastream.stream import engine as engine_mod  # noqa: E402
+from dynastream.stream.engine import BackendWarning, RowSplitConv, split_convs  # noqa: E402
 
 ALPHAS = np.array([[0, 0, 0], [1, 1, 1], [0.2, 0.9, 0.5]], np.float32)
 

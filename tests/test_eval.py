@@ -3,9 +3,9 @@ import json
 import torch
 from PIL import Image
 
-import nets
-from nets import DynamicNet
-from train.data import generated_content
+from dynastream import nets
+from dynastream.nets import DynamicNet
+from dynastream.train.data import generated_content
 
 
 def test_eval_sweeps_alpha_and_writes_json(tmp_path, run_cli):
@@ -39,7 +39,7 @@ def test_eval_without_style_objectives_is_one_sentence(tmp_path, run_cli):
 
 
 def test_monotonic_reads_each_side_of_a_dual_sweep_from_alpha_zero():
-    from train.evaluate import EvalResult
+    from dynastream.train.evaluate import EvalResult
 
     r = EvalResult(model="m", loss_net="random", images=["x.png"], alphas=[-1.0, -0.5, 0.0, 0.5, 1.0],
                    content=[9.0, 5.0, 1.0, 2.0, 1.5],

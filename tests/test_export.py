@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import nets
-from stream.export import export_onnx
+from dynastream import nets
+from dynastream.stream.export import export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -56,7 +56,7 @@ def test_onnx_carries_sites_and_alpha_range(tmp_path):
 
 def test_export_command_writes_a_model_and_refuses_bad_input_in_one_sentence(tmp_path, run_cli):
     out = tmp_path / "lite.onnx"
-    proc = subprocess.run([sys.executable, "-m", "stream", "export", "untrained:lite", "-o", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "dynastream.stream", "export", "untrained:lite", "-o", str(out)],
                           capture_output=True, text=True, timeout=300)   # once as a person types it
     assert proc.returncode == 0, proc.stderr
     assert out.is_file() and session(out).get_outputs()[0].name == "y"

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.cli import main
-from stream.render import write_image
-from stream.writer import VideoWriter
+from dynastream.stream.cli import main
+from dynastream.stream.render import write_image
+from dynastream.stream.writer import VideoWriter
 from tests.media import read_frames
 from tests.models import make_dcgan
 

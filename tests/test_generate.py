@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import nets
-from stream.cli import main
+from dynastream import nets
+from dynastream.stream.cli import main
 from tests.models import make_dcgan
 
 TILE = 64
@@ -109,7 +109,7 @@ def test_bad_input_is_one_sentence_exit_2_and_no_file(tmp_path, ckpt, capsys, ar
 
 
 def test_the_console_command_writes_a_grid(tmp_path, ckpt):
-    proc = subprocess.run([sys.executable, "-m", "stream", "generate", str(ckpt), "-o", "g.png", "--n", "2"],
+    proc = subprocess.run([sys.executable, "-m", "dynastream.stream", "generate", str(ckpt), "-o", "g.png", "--n", "2"],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert proc.stdout == "wrote g.png: 2 samples x 3 alphas (0, 0.5, 1) of faces, 200x134 px\n"

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from stream.keyframes import KeyframeError, Track, load_track, parse_csv, parse_yaml
+from dynastream.stream.keyframes import KeyframeError, Track, load_track, parse_csv, parse_yaml
 
 SITES = ("res3_in", "up1_in", "out_in")
 RANGE = (0.0, 1.0)
@@ -133,7 +133,7 @@ def test_a_recorded_hour_loads_through_the_fast_line_reader(tmp_path, monkeypatc
     """216,000 keys (an hour at 60 fps): the form Track.save writes is read line by line (about
     0.3 s for YAML, 0.5 s for CSV on an idle core), never through the YAML parser (tens of
     seconds and gigabytes for an hour). Checked by what runs, not by a clock."""
-    from nets import yamlfile
+    from dynastream.nets import yamlfile
 
     times, alphas = _hour_of_samples(per_site=per_site)
     path = Track.from_samples(times, alphas, SITES).save(tmp_path / f"hour{suffix}")
@@ -159,7 +159,7 @@ FREE_FORM_TWINS = [
 def test_the_line_reader_and_the_yaml_reader_agree(text):
     """The fast form Track.save writes gives what the YAML reader gives (a leading document
     marker sends the same text through the YAML reader)."""
-    from stream.keyframes import _parse_recorded_yaml
+    from dynastream.stream.keyframes import _parse_recorded_yaml
 
     fast = _parse_recorded_yaml(text, SITES, "k.yaml")
     slow = parse_yaml("---\n" + text.replace("\r\n", "\n"), SITES, "k.yaml")
@@ -178,7 +178,7 @@ def test_the_line_reader_and_the_yaml_reader_agree(text):
     "keys:\n  - {t: 0, alpha: 0}  # comment\n",
 ])
 def test_anything_else_goes_to_the_yaml_reader(text):
-    from stream.keyframes import _parse_recorded_yaml
+    from dynastream.stream.keyframes import _parse_recorded_yaml
 
     assert _parse_recorded_yaml(text, SITES, "k.yaml") is None
 

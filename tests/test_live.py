@@ -8,13 +8,13 @@ import numpy as np
 import pygame
 import torch
 
-import nets
-from nets.checkpoint import DEFAULT_MODEL
-from stream.alpha import ControllerConfig
-from stream.keyframes import load_track
-from stream.live import LiveConfig, run_live
-from stream.ring import FrameRing
-from stream.sources import CameraSource, VideoFileSource
+from dynastream import nets
+from dynastream.nets.checkpoint import DEFAULT_MODEL
+from dynastream.stream.alpha import ControllerConfig
+from dynastream.stream.keyframes import load_track
+from dynastream.stream.live import LiveConfig, run_live
+from dynastream.stream.ring import FrameRing
+from dynastream.stream.sources import CameraSource, VideoFileSource
 from tests.media import make_video
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nets.zoo_index import DEFAULT_MODEL
+from dynastream.nets.zoo_index import DEFAULT_MODEL
 from tests.media import make_video
 
 
 def live(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stream", "live", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dynastream.stream", "live", *args], capture_output=True, text=True,
                           timeout=180, env=env, cwd=cwd)
 
 
@@ -70,7 +70,7 @@ def test_no_source_falls_back_to_the_demo_and_midi_without_a_device_warns(tmp_pa
 
 
 def test_ctrl_c_ends_cleanly_with_the_summary(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "stream", "live", "--source", "demo", "--headless",
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "dynastream.stream", "live", "--source", "demo", "--headless",
                              "--stats-json", str(tmp_path / "s.json")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -2,13 +2,13 @@
 
 import pytest
 
-from nets.errors import DynastreamError
-from stream.cli import main
-from stream.config import DEFAULT_LIVE, load_live_config, load_midi_map
-from stream.alpha import ControllerConfig
-from stream.midi import MidiMap
-from stream.live import LiveConfig, parse_size
-from stream.session import processing_size
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.cli import main
+from dynastream.stream.config import DEFAULT_LIVE, load_live_config, load_midi_map
+from dynastream.stream.alpha import ControllerConfig
+from dynastream.stream.midi import MidiMap
+from dynastream.stream.live import LiveConfig, parse_size
+from dynastream.stream.session import processing_size
 
 
 def test_shipped_live_yaml_gives_the_dataclass_defaults():

@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import nets
-from stream.cli import main
-from stream.alpha import ControllerConfig
-from stream.keyframes import load_track
-from stream.latent import WALK_KEYS, LatentWalk, latent_keys
-from stream.live import LiveConfig, LivePipeline, run_live
+from dynastream import nets
+from dynastream.stream.cli import main
+from dynastream.stream.alpha import ControllerConfig
+from dynastream.stream.keyframes import load_track
+from dynastream.stream.latent import WALK_KEYS, LatentWalk, latent_keys
+from dynastream.stream.live import LiveConfig, LivePipeline, run_live
 from tests.models import make_dcgan
 
 
@@ -158,7 +158,7 @@ def test_m_cycles_dcgan_models_only_and_a_style_model_is_left_out(tmp_path, ckpt
 
 
 def test_cli_records_a_walk_headless_and_says_a_source_is_not_used(tmp_path, ckpt):
-    proc = subprocess.run([sys.executable, "-m", "stream", "live", "--model", str(ckpt), "--source", "demo",
+    proc = subprocess.run([sys.executable, "-m", "dynastream.stream", "live", "--model", str(ckpt), "--source", "demo",
                            "--headless", "--frames", "12", "--size", "64x64", "--walk-seed", "2",
                            "--walk-seconds", "1", "--record", "take.mp4", "--stats-json", "s.json"],
                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
@@ -189,8 +189,8 @@ def test_both_engines_offer_the_live_loops_contract(tmp_path):
     the latent walk's GeneratorEngine both have every member of it."""
     import inspect
 
-    from stream.engine import Engine, EngineConfig, FrameEngine
-    from stream.latent import GeneratorEngine
+    from dynastream.stream.engine import Engine, EngineConfig, FrameEngine
+    from dynastream.stream.latent import GeneratorEngine
 
     style = Engine(nets.load("untrained:lite"), EngineConfig(device="cpu", backend="eager"), (24, 32))
     walk = GeneratorEngine(nets.load(make_dcgan(tmp_path / "g.pt")), EngineConfig(device="cpu", size_wh=(32, 32)))

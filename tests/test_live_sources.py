@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nets.errors import DynastreamError
-from stream.ring import Frame
-from stream.sources import (DEMO_IMAGE, CameraError, CameraSource, DemoSource, ImageSource, VideoFileSource,
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.ring import Frame
+from dynastream.stream.sources import (DEMO_IMAGE, CameraError, CameraSource, DemoSource, ImageSource, VideoFileSource,
                             open_source)
 from tests.media import make_video, pattern_frame
 

@@ -63,7 +63,7 @@ def _start_live(tmp_path: Path, display: str, *args: str) -> tuple[subprocess.Po
     track = tmp_path / "alpha.yaml"
     track.write_text(f"keys:\n  - {{t: 0.0, alpha: {ALPHA}}}\n")
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "stream", "live", "--source", str(image), "--no-hud",
+    proc = subprocess.Popen([sys.executable, "-m", "dynastream.stream", "live", "--source", str(image), "--no-hud",
                              "--keyframes", str(track), "--stats-json", str(tmp_path / "stats.json"), *args],
                             cwd=tmp_path, env=_env(display), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -89,8 +89,8 @@ def _window_pixels(display: str, window: str, path: Path) -> np.ndarray:
 
 
 def _expected(tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import nets
-    from stream.engine import Engine, EngineConfig
+    from dynastream import nets
+    from dynastream.stream.engine import Engine, EngineConfig
 
     photo = np.asarray(Image.open(tmp_path / "photo.png").convert("RGB"))
     net = nets.load(nets.checkpoint.DEFAULT_MODEL)

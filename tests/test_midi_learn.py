@@ -6,11 +6,11 @@ import dataclasses
 
 import pygame
 
-import stream.session
-from stream.config import DEFAULT_MIDI, load_live_config, load_midi_map, user_midi_map
-from stream.alpha import AlphaController, ControllerConfig
-from stream.live import run_live
-from stream.stage import MidiLearn
+from dynastream.stream import session
+from dynastream.stream.config import DEFAULT_MIDI, load_live_config, load_midi_map, user_midi_map
+from dynastream.stream.alpha import AlphaController, ControllerConfig
+from dynastream.stream.live import run_live
+from dynastream.stream.stage import MidiLearn
 
 CC, NOTE_ON = 0xB0, 0x90
 
@@ -37,7 +37,7 @@ def key(k: int) -> None:
 
 def test_learn_binds_the_next_cc_to_the_edited_site_and_saves_the_users_map(tmp_path, monkeypatch):
     midi = SyntheticMidi()
-    monkeypatch.setattr(stream.session, "open_midi", lambda name="": midi)
+    monkeypatch.setattr(session, "open_midi", lambda name="": midi)
     packaged = DEFAULT_MIDI.read_bytes()
     config = load_live_config(overrides={"midi.enabled": (True, "--midi")})
     assert config.midi.learn_file is None and MidiLearn(None).path == user_midi_map()   # not the packaged file

@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 
-import nets
-from nets import DynamicNet
+from dynastream import nets
+from dynastream.nets import DynamicNet
 from tests.test_train import SMOKE, fixed_batch, lossnet  # noqa: F401 (fixtures)
-from train.data import load_style_image
-from train.motion import MotionConfig, inside, moved_copies, random_grid, temporal_loss, warp
-from train.session import Amp
-from train.style import Objective, ObjectiveConfig, forward_terms, make_optimizer, measure_terms, train_step
+from dynastream.train.data import load_style_image
+from dynastream.train.motion import MotionConfig, inside, moved_copies, random_grid, temporal_loss, warp
+from dynastream.train.session import Amp
+from dynastream.train.style import Objective, ObjectiveConfig, forward_terms, make_optimizer, measure_terms, train_step
 
 STILL = MotionConfig(shift=0, rotate=0, zoom=0, elastic=0, noise=0)
 
@@ -86,7 +86,7 @@ def test_both_trainers_run_the_term_from_the_config(tmp_path, run_cli):
 
 
 def test_a_teacher_objective_takes_the_term():
-    from train.distill import TeacherObjective, TeacherObjectiveConfig
+    from dynastream.train.distill import TeacherObjective, TeacherObjectiveConfig
 
     cfg = TeacherObjectiveConfig(teacher="model.onnx", temporal_weight=0.5)
     obj = TeacherObjective(cfg, None, {"teacher": "model.onnx"}, {}, motion=MotionConfig(zoom=0.05))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from nets import PRESETS, DCGANConfig, DCGANDiscriminator, DCGANGenerator, DynamicNet
-from nets.stylenet import STYLE_SITES, stylenet_macs_per_pixel
+from dynastream.nets import PRESETS, DCGANConfig, DCGANDiscriminator, DCGANGenerator, DynamicNet
+from dynastream.nets.stylenet import STYLE_SITES, stylenet_macs_per_pixel
 
 
 def make(preset: str, mode: str) -> DynamicNet:

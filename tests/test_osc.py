@@ -10,14 +10,14 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from configs.schema import ConfigError
-from stream.config import load_live_config, load_osc_map
-from stream.alpha import Action, AlphaController, Command, ControllerConfig, ControlsError
-from stream.inputs import Inbox
-from stream.live import LiveConfig, run_live
-from stream.osc import OscMap, OscServer
-from stream.sinks import StageError
-from stream.stage import OscConfig
+from dynastream.configs.schema import ConfigError
+from dynastream.stream.config import load_live_config, load_osc_map
+from dynastream.stream.alpha import Action, AlphaController, Command, ControllerConfig, ControlsError
+from dynastream.stream.inputs import Inbox
+from dynastream.stream.live import LiveConfig, run_live
+from dynastream.stream.osc import OscMap, OscServer
+from dynastream.stream.sinks import StageError
+from dynastream.stream.stage import OscConfig
 
 SITES = ("res3_in", "up1_in", "out_in")
 

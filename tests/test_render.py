@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-import nets
-from nets.checkpoint import DEFAULT_MODEL
-from nets.errors import DynastreamError
-from stream.engine import Engine, EngineConfig
-from stream.keyframes import load_track
-from stream.render import Progress, RenderConfig, RenderInterrupted, RenderStats, render
-from stream.ring import FrameRing
-from stream.sources import VideoFileSource
-from stream.writer import Recorder, VideoOptions
+from dynastream import nets
+from dynastream.nets.checkpoint import DEFAULT_MODEL
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.engine import Engine, EngineConfig
+from dynastream.stream.keyframes import load_track
+from dynastream.stream.render import Progress, RenderConfig, RenderInterrupted, RenderStats, render
+from dynastream.stream.ring import FrameRing
+from dynastream.stream.sources import VideoFileSource
+from dynastream.stream.writer import Recorder, VideoOptions
 from tests.media import audio_info, make_audio, make_video, pattern_frame, read_frames
 
 # alpha 0 up to 0.2 s, then a ramp to 1 at 0.4 s (frames at 24 fps: 0..4 at alpha 0, 10.. at 1)
@@ -242,7 +242,7 @@ def test_a_recordings_keyframes_rerender_the_same_alpha_per_frame(tmp_path):
 # -- the command line ----------------------------------------------------------------------------
 
 def render_command(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "stream", "render", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dynastream.stream", "render", *map(str, args)], capture_output=True,
                           text=True, timeout=180, cwd=cwd)
 
 
@@ -336,7 +336,7 @@ def check_one_sentence(name, code, stderr, message):
 
 
 def test_every_error_is_one_sentence_exit_2_and_writes_nothing(tmp_path, capsys):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     cases = error_cases(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -358,7 +358,7 @@ def test_errors_through_the_installed_command(tmp_path):
 
 def test_a_photo_or_a_short_clip_renders_eager_and_a_long_job_may_compile():
     """Compiling costs seconds (tens, the first time) and pays back within a few hundred frames."""
-    from stream.engine import COMPILE_MIN_FRAMES, render_backend
+    from dynastream.stream.engine import COMPILE_MIN_FRAMES, render_backend
 
     assert render_backend(1) == render_backend(COMPILE_MIN_FRAMES - 1) == "eager"
     assert render_backend(COMPILE_MIN_FRAMES) == render_backend(None) == "auto"

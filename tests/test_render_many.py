@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.cli import main
-from stream.engine import Engine
-from stream.render import RenderConfig, render
-from stream.scale import plan_spans
-from stream.sources import VideoFileSource
-from stream.writer import VideoOptions
+from dynastream.stream.cli import main
+from dynastream.stream.engine import Engine
+from dynastream.stream.render import RenderConfig, render
+from dynastream.stream.scale import plan_spans
+from dynastream.stream.sources import VideoFileSource
+from dynastream.stream.writer import VideoOptions
 from tests.media import audio_info, make_video, read_frames
 
 FFV1 = VideoOptions("ffv1")
@@ -29,7 +29,7 @@ def fail_on_markers() -> None:
     VideoWriter.write raises if ``raise-once`` is in the markers folder, or the worker dies (as if
     killed) if ``crash-once`` is; the marker is removed, so it happens once. (stream.writer, not the
     engine: the progress actor's worker runs this too, and should not have to import torch.)"""
-    from stream.writer import VideoWriter
+    from dynastream.stream.writer import VideoWriter
 
     write, calls = VideoWriter.write, [0]
 

@@ -3,7 +3,7 @@ import threading
 import numpy as np
 import pytest
 
-from stream.ring import FrameRing
+from dynastream.stream.ring import FrameRing
 
 N = 10_000
 

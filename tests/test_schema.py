@@ -1,14 +1,14 @@
-"""configs.schema's per-field options, and live's flags and file as one schema (LiveConfig)."""
+"""dynastream.configs.schema's per-field options, and live's flags and file as one schema (LiveConfig)."""
 
 from dataclasses import dataclass, field
 from typing import Optional
 
 import pytest
 
-from configs.schema import ConfigError, from_dict, option, read_mapping, to_dict, whole_number
-from stream.cli import LIVE_FLAGS, build_parser, live_overrides
-from stream.config import DEFAULT_LIVE, load_live_config
-from stream.live import LiveConfig
+from dynastream.configs.schema import ConfigError, from_dict, option, read_mapping, to_dict, whole_number
+from dynastream.stream.cli import LIVE_FLAGS, build_parser, live_overrides
+from dynastream.stream.config import DEFAULT_LIVE, load_live_config
+from dynastream.stream.live import LiveConfig
 
 
 @dataclass(frozen=True)

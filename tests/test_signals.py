@@ -12,15 +12,15 @@ import time
 
 import pytest
 
-import nets
-from nets.checkpoint import DEFAULT_MODEL
-from stream.cli import main
-from stream.keyframes import load_track
+from dynastream import nets
+from dynastream.nets.checkpoint import DEFAULT_MODEL
+from dynastream.stream.cli import main
+from dynastream.stream.keyframes import load_track
 from tests.media import make_video, read_frames
 
 
 def start(*args, cwd, new_session=False):
-    return subprocess.Popen([sys.executable, "-u", "-m", "stream", *map(str, args)], cwd=cwd, text=True,
+    return subprocess.Popen([sys.executable, "-u", "-m", "dynastream.stream", *map(str, args)], cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session)
 
 

@@ -29,7 +29,7 @@ def test_headless_live_soak_keeps_memory_flat_and_has_no_errors(tmp_path):
     if not Path("/proc/self/status").exists():
         pytest.skip("reads RSS from /proc")
     stats = tmp_path / "stats.json"
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "stream", "live", "--source", "demo", "--headless",
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "dynastream.stream", "live", "--source", "demo", "--headless",
                              "--size", "160x120", "--backend", "eager", "--stats-json", str(stats)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

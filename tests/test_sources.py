@@ -4,9 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from nets.errors import DynastreamError
-from stream.ring import FrameRing
-from stream.sources import VideoFileSource, pump
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.ring import FrameRing
+from dynastream.stream.sources import VideoFileSource, pump
 from tests.media import make_video
 
 

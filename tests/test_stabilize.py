@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import nets
+from dynastream import nets
 
-from stream.stabilize import Stabilizer
+from dynastream.stream.stabilize import Stabilizer
 from tests.media import panning_frames, texture, write_frames
 from tests.test_temporal import flicker
-from train import temporal
+from dynastream.train import temporal
 
 
 def stabilized(frames, outputs, strength=0.6):
@@ -84,7 +84,7 @@ def test_strength_is_checked():
 def test_eval_video_writes_table_json_and_strip(tmp_path):
     clip = write_frames(tmp_path / "pan.mp4", panning_frames(8, height=64, width=96))
     out, strip = tmp_path / "t.json", tmp_path / "strip.jpg"
-    proc = subprocess.run([sys.executable, "-m", "stream", "eval", "untrained:lite", "--video", str(clip),
+    proc = subprocess.run([sys.executable, "-m", "dynastream.stream", "eval", "untrained:lite", "--video", str(clip),
                            "--frames", "6", "--size", "96", "--alphas", "0,1", "--flow", "dis", "--stabilize",
                            "--json", str(out), "--strip", str(strip)], check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -135,7 +135,7 @@ def test_render_stabilize_steadies_a_flickering_net(tmp_path, run_cli):
 
 
 def test_live_stabilize_runs_headless(tmp_path):
-    from stream.live import LiveConfig, LivePipeline
+    from dynastream.stream.live import LiveConfig, LivePipeline
 
     clip = write_frames(tmp_path / "noisy.mp4", flicker(panning_frames(12, height=48, width=64)))
     shown = []
@@ -150,7 +150,7 @@ def test_live_stabilize_runs_headless(tmp_path):
 def test_a_model_switch_starts_the_stabilizer_afresh_and_the_compiled_net_does_not(tmp_path):
     """Blending the old model's last picture into the new model's first would smear one style into
     the other for a few frames; the compiled copy of the same net is the same picture."""
-    from stream.live import LiveConfig, LivePipeline
+    from dynastream.stream.live import LiveConfig, LivePipeline
 
     clip = write_frames(tmp_path / "pan.mp4", panning_frames(4, height=48, width=64))
     pipeline = LivePipeline(LiveConfig(source=str(clip), models=("untrained:lite",), headless=True, frames=4,

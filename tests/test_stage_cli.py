@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_live(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "stream", "live", "--source", "demo", "--headless",
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "dynastream.stream", "live", "--source", "demo", "--headless",
                              "--size", "160x120", "--backend", "eager", "--threads", "1",
                              "--stats-json", str(tmp_path / "stats.json"), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.media import panning_frames, texture
-from train import temporal
+from dynastream.train import temporal
 
 
 def flicker(frames, amplitude=20, seed=0):

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import configs
-from configs.schema import load_config
-import nets
-from nets import DynamicNet
-from train.data import load_style_image
-from train.lossnet import load_lossnet
-from train.session import Interrupted, state_sha256
-from train.style import Objective, ObjectiveConfig, StyleTrainConfig, make_optimizer, train, train_step
+from dynastream import configs
+from dynastream.configs.schema import load_config
+from dynastream import nets
+from dynastream.nets import DynamicNet
+from dynastream.train.data import load_style_image
+from dynastream.train.lossnet import load_lossnet
+from dynastream.train.session import Interrupted, state_sha256
+from dynastream.train.style import Objective, ObjectiveConfig, StyleTrainConfig, make_optimizer, train, train_step
 
 SMOKE = configs.path("train/smoke.yaml")
 TINY = ["data.image_size=32", "data.batch_size=2", "objectives.main.style_size=32",
@@ -32,7 +32,7 @@ def env():
 
 
 def cli(*args, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "train", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dynastream.train", *args], capture_output=True, text=True,
                           timeout=timeout, env=env(), cwd=cwd)
 
 
@@ -47,7 +47,7 @@ def lossnet():
 
 @pytest.fixture(scope="module")
 def fixed_batch():
-    from train.data import CropDataset
+    from dynastream.train.data import CropDataset
 
     return CropDataset("generated:shapes", 32).preview_batch(2)[0]
 
@@ -150,7 +150,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "train", "--config", str(SMOKE), "--out", str(out), *sum(
+    proc = subprocess.Popen([sys.executable, "-m", "dynastream.train", "--config", str(SMOKE), "--out", str(out), *sum(
         (["--set", s] for s in [*TINY, "schedule.main.steps=100000", "schedule.log_every=1"]), [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     try:
@@ -172,7 +172,7 @@ def test_two_process_gloo_ddp_matches_one_process_with_twice_the_batch(tmp_path)
     sets = sum((["--set", s] for s in [*TINY, "schedule.main.steps=2", "schedule.blocks.steps=2",
                                        "schedule.log_every=1"]), [])
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run([*torchrun, "-m", "train", "--config", str(SMOKE), "--out", str(tmp_path / "ddp"), *sets],
+    proc = subprocess.run([*torchrun, "-m", "dynastream.train", "--config", str(SMOKE), "--out", str(tmp_path / "ddp"), *sets],
                           capture_output=True, text=True, timeout=600, env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = nets.read(tmp_path / "ddp" / "smoke.pt")
@@ -210,7 +210,7 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path, run_cli, sets, message):
 
 
 def test_unknown_config_key_in_process(tmp_path, capsys):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(SMOKE.read_text().replace("  image_size: 64", "  image_sise: 64"))
@@ -230,7 +230,7 @@ def test_unknown_config_key_in_process(tmp_path, capsys):
     (("  image_size: 64", "  image_size: .nan"), "data.image_size must be an integer, not nan"),
 ])
 def test_non_finite_config_numbers_are_refused_before_the_output_folder_exists(tmp_path, capsys, edit, message):
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     bad = tmp_path / "bad.yaml"
     text = SMOKE.read_text()
@@ -249,7 +249,7 @@ def test_non_finite_config_numbers_are_refused_before_the_output_folder_exists(t
                                       ["schedule.log_every=50", "schedule.checkpoint_every=1"]])  # at a checkpoint
 def test_a_loss_that_turns_non_finite_stops_the_run_without_a_nan_checkpoint(tmp_path, capsys, schedule):
     """A finite but absurd weight overflows the fp32 loss: one sentence, exit 2, no checkpoint."""
-    from stream.cli import main
+    from dynastream.stream.cli import main
 
     out = tmp_path / "o"
     args = ["train", "--config", str(SMOKE), "--out", str(out), *[a for s in TINY + schedule for a in ("--set", s)],

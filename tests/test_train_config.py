@@ -3,12 +3,12 @@ from typing import Literal, Optional
 
 import pytest
 
-import configs
-from configs.schema import ConfigError, apply_sets, diff_keys, from_dict, load_config, read_mapping, to_dict
-from nets.errors import DynastreamError
-from train.config import resolve_config_path
-from train.gan import DCGANTrainConfig
-from train.style import StyleTrainConfig, check_resume_config
+from dynastream import configs
+from dynastream.configs.schema import ConfigError, apply_sets, diff_keys, from_dict, load_config, read_mapping, to_dict
+from dynastream.nets.errors import DynastreamError
+from dynastream.train.config import resolve_config_path
+from dynastream.train.gan import DCGANTrainConfig
+from dynastream.train.style import StyleTrainConfig, check_resume_config
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from train.data import (CropDataset, DataError, StepBatchSampler, batches, find_images, load_style_image,
+from dynastream.train.data import (CropDataset, DataError, StepBatchSampler, batches, find_images, load_style_image,
                         open_rgb)
 
 

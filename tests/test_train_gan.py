@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-import configs
-import nets
-from configs.schema import ConfigError, load_config
-from train.data import DataError, SubsetDataset, celeba_split, generated_subset
-from train.gan import DCGANTrainConfig, PREVIEW_ALPHAS, recalibrate_batchnorm, train, zero_last_convs
-from train.session import Interrupted, RunError
+from dynastream import configs
+from dynastream import nets
+from dynastream.configs.schema import ConfigError, load_config
+from dynastream.train.data import DataError, SubsetDataset, celeba_split, generated_subset
+from dynastream.train.gan import DCGANTrainConfig, PREVIEW_ALPHAS, recalibrate_batchnorm, train, zero_last_convs
+from dynastream.train.session import Interrupted, RunError
 
 SMOKE = configs.path("train/dcgan_smoke.yaml")
 TINY = ["schedule.main.steps=4", "schedule.blocks.steps=4", "schedule.log_every=2", "schedule.checkpoint_every=0"]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.losses import content_loss, gram, style_loss, tv_loss
-from train.lossnet import (CAFFE_MEAN_BGR, CONV_INDICES, IMAGENET_MEAN, IMAGENET_STD, LAYERS, LossNetError,
+from dynastream.train.losses import content_loss, gram, style_loss, tv_loss
+from dynastream.train.lossnet import (CAFFE_MEAN_BGR, CONV_INDICES, IMAGENET_MEAN, IMAGENET_STD, LAYERS, LossNetError,
                            load_lossnet, random_vgg)
 
 h5py = pytest.importorskip("h5py")

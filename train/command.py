@@ -1,4 +1,4 @@
-"""`dynastream train` / `python -m train`: reads the YAML config and `--set` overrides (the only
+"""`dynastream train` / `python -m dynastream.train`: reads the YAML config and `--set` overrides (the only
 place in train/ that sees argv-level input), then runs the trainer the config's ``task`` names."""
 
 import os
@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from configs.schema import ConfigError, apply_sets, from_dict, read_mapping
-import nets
-from nets.errors import short_repr
-from train.config import resolve_config_path
-from train.session import Interrupted
+from dynastream.configs.schema import ConfigError, apply_sets, from_dict, read_mapping
+from dynastream import nets
+from dynastream.nets.errors import short_repr
+from dynastream.train.config import resolve_config_path
+from dynastream.train.session import Interrupted
 
 TASKS = ("style", "dcgan")
 
@@ -61,11 +61,11 @@ def _train(raw: dict, source: str, sets: Sequence[str], out: Optional[str], resu
            command: str = "train") -> int:
     task = raw.get("task", "style")
     if task == "style":
-        from train import style as trainer
+        from dynastream.train import style as trainer
 
         cls = trainer.StyleTrainConfig
     elif task == "dcgan":
-        from train import gan as trainer
+        from dynastream.train import gan as trainer
 
         cls = trainer.DCGANTrainConfig
     else:

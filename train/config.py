@@ -3,8 +3,8 @@ the loader live uses too (``load_config``, ``from_dict``, ``apply_sets``)."""
 
 from pathlib import Path
 
-import configs
-from configs.schema import ConfigError
+from dynastream import configs
+from dynastream.configs.schema import ConfigError
 
 
 def resolve_config_path(spec: str) -> Path:

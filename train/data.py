@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nets.errors import DynastreamError, short_repr
+from dynastream.nets.errors import DynastreamError, short_repr
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 GENERATED = "generated:"

@@ -1,6 +1,6 @@
 """Demo training data that any machine here can get from package registries.
 
-``python -m train.datasets fetch-demo DIR`` downloads Debian wallpaper packages (``apt-get
+``python -m dynastream.train.datasets fetch-demo DIR`` downloads Debian wallpaper packages (``apt-get
 download``, no root needed, nothing installed) and the scikit-image wheel (``pip download``),
 then writes::
 
@@ -9,7 +9,7 @@ then writes::
     DIR/heldout/  photos never used in training (preview sheets, eval)
     DIR/CREDITS.md  author and license of every file above
 
-``python -m train.datasets fetch-emoji DIR`` packs two npm packages (``npm pack``, nothing
+``python -m dynastream.train.datasets fetch-emoji DIR`` packs two npm packages (``npm pack``, nothing
 installed) and writes the two subsets of the Dynamic DCGAN demo: the same 3786 emoji drawn by
 Google (Noto, Apache-2.0) and by Twitter (Twemoji, CC-BY-4.0), 64x64 PNG each::
 
@@ -188,7 +188,7 @@ def fetch_emoji(out: Path) -> dict[str, int]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.datasets", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dynastream.train.datasets", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fetch-demo", help="gather the demo photos, styles and held-out images into DIR")
     p.add_argument("dir", type=Path)

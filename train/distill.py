@@ -15,12 +15,12 @@ from typing import ClassVar, Optional, Union
 import numpy as np
 import torch
 
-from configs.schema import to_dict as config_dict
-from train.data import GENERATED, load_style_image
-from train.losses import color_stats_loss, feature_l1, gradient_l1, gram_features_loss, pixel_l1, tv_loss
-from train.lossnet import LAYERS, Layer, VGG16Features, sha256_file
-from train.motion import MotionConfig
-from train.teachers import N_STYLES, NAMED_TEACHERS, ArbitraryTeacher, Multistyle26Teacher, load_teacher
+from dynastream.configs.schema import to_dict as config_dict
+from dynastream.train.data import GENERATED, load_style_image
+from dynastream.train.losses import color_stats_loss, feature_l1, gradient_l1, gram_features_loss, pixel_l1, tv_loss
+from dynastream.train.lossnet import LAYERS, Layer, VGG16Features, sha256_file
+from dynastream.train.motion import MotionConfig
+from dynastream.train.teachers import N_STYLES, NAMED_TEACHERS, ArbitraryTeacher, Multistyle26Teacher, load_teacher
 
 TERMS = ("pixel", "perceptual", "texture", "color", "gradient", "tv", "temporal")
 # terms computed by the trainer around the objective (train.style.forward_terms), not against the teacher

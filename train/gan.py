@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from configs import schema
-import nets
-from nets import DynamicNet
-from nets.checkpoint import from_dict
-from nets.dcgan import DCGANConfig, DCGANDiscriminator
-from train.data import SubsetDataset, batches, celeba_split
-from train.loop import Phase as LoopPhase, run_phase
-from train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule, rng_state,
+from dynastream.configs import schema
+from dynastream import nets
+from dynastream.nets import DynamicNet
+from dynastream.nets.checkpoint import from_dict
+from dynastream.nets.dcgan import DCGANConfig, DCGANDiscriminator
+from dynastream.train.data import SubsetDataset, batches, celeba_split
+from dynastream.train.loop import Phase as LoopPhase, run_phase
+from dynastream.train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule, rng_state,
                            save_sheet, set_rng_state, state_sha256, versions)
 
 IMAGE_SIZE = 64

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from nets.errors import DynastreamError, short_repr
+from dynastream.nets.errors import DynastreamError, short_repr
 
 Layer = Literal["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
 Preprocess = Literal["imagenet", "caffe"]

@@ -22,8 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nets.atomic import atomic_open
-from nets.errors import DynastreamError, short_repr
+from dynastream.nets.atomic import atomic_open
+from dynastream.nets.errors import DynastreamError, short_repr
 
 CHECK_STOP_EVERY = 10  # steps between the all-reduces that agree on a stop request under DDP
 
@@ -243,7 +243,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def check_resume(now: dict, stored: dict, may_change: tuple[str, ...]) -> None:
     """A resumed run may change only the ``may_change`` keys (a trailing dot: a whole section) of
     the config it was started with."""
-    from configs.schema import diff_keys
+    from dynastream.configs.schema import diff_keys
 
     for key in diff_keys(stored, now):
         if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in may_change):

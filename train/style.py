@@ -16,20 +16,20 @@ from typing import Literal, Optional, Union
 
 import torch
 
-from configs import schema
-import nets
-from nets import DynamicNet
-from nets.checkpoint import from_dict
-from nets.stylenet import ALL_STYLE_SITES, STYLE_SITES, Preset
-from nets.tuning import Group, Mode
-from train import teacher_cache
-from train.data import GENERATED, CropDataset, batches, load_style_image
-from train.distill import InterpolatedTargets, OnlineTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
-from train.losses import content_loss, gram, style_loss, tv_loss
-from train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
-from train.loop import Phase as LoopPhase, run_phase
-from train.motion import MotionConfig, moved_copies, temporal_loss
-from train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule,
+from dynastream.configs import schema
+from dynastream import nets
+from dynastream.nets import DynamicNet
+from dynastream.nets.checkpoint import from_dict
+from dynastream.nets.stylenet import ALL_STYLE_SITES, STYLE_SITES, Preset
+from dynastream.nets.tuning import Group, Mode
+from dynastream.train import teacher_cache
+from dynastream.train.data import GENERATED, CropDataset, batches, load_style_image
+from dynastream.train.distill import InterpolatedTargets, OnlineTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
+from dynastream.train.losses import content_loss, gram, style_loss, tv_loss
+from dynastream.train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
+from dynastream.train.loop import Phase as LoopPhase, run_phase
+from dynastream.train.motion import MotionConfig, moved_copies, temporal_loss
+from dynastream.train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule,
                            rng_state, save_sheet, set_rng_state, state_sha256, versions)
 
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0, "lower": -1.0}
@@ -564,8 +564,8 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
 
 
 def _init_from_teacher(net: DynamicNet, objective: TeacherObjectiveConfig) -> None:
-    from train.teachers import Multistyle26Teacher, model_dir
-    from train.transplant import load_multistyle26, multistyle26_arrays
+    from dynastream.train.teachers import Multistyle26Teacher, model_dir
+    from dynastream.train.transplant import load_multistyle26, multistyle26_arrays
 
     arrays = multistyle26_arrays(model_dir(objective.teacher, objective.model_dir))
     load_multistyle26(net.main, arrays, Multistyle26Teacher.weights(objective.style, objective.style_weights))

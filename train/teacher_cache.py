@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nets.atomic import atomic_open
-from train.data import MAX_SKIPS_REPORTED, CropDataset
-from train.teachers import TeacherError
+from dynastream.nets.atomic import atomic_open
+from dynastream.train.data import MAX_SKIPS_REPORTED, CropDataset
+from dynastream.train.teachers import TeacherError
 
 CACHE_VERSION = 1
 

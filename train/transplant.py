@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nets.stylenet import PRESETS, StyleNet
-from train.teachers import FILES, N_STYLES, TeacherError
+from dynastream.nets.stylenet import PRESETS, StyleNet
+from dynastream.train.teachers import FILES, N_STYLES, TeacherError
 
 # ONNX initializer prefix -> (StyleNet conv, StyleNet norm), in the order the graph runs them
 _LAYERS = [("contract.0", "conv1", "in1"), ("contract.1", "conv2", "in2"), ("contract.2", "conv3", "in3")] + \

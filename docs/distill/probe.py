@@ -21,14 +21,14 @@ import torch
 
 torch.set_num_threads(1)
 
-import nets  # noqa: E402
-from train import style  # noqa: E402
-from configs.schema import load_config  # noqa: E402
-from train.data import center_box, find_images, open_rgb, to_tensor  # noqa: E402
-from train.distill import TeacherTarget  # noqa: E402
-from train.evaluate import load_heldout  # noqa: E402
-from train.imagemetrics import psnr, sharpness, ssim  # noqa: E402
-from train.session import Distributed, Interrupted, save_sheet  # noqa: E402
+from dynastream import nets  # noqa: E402
+from dynastream.train import style  # noqa: E402
+from dynastream.configs.schema import load_config  # noqa: E402
+from dynastream.train.data import center_box, find_images, open_rgb, to_tensor  # noqa: E402
+from dynastream.train.distill import TeacherTarget  # noqa: E402
+from dynastream.train.evaluate import load_heldout  # noqa: E402
+from dynastream.train.imagemetrics import psnr, sharpness, ssim  # noqa: E402
+from dynastream.train.session import Distributed, Interrupted, save_sheet  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BASE = ["objectives.main.strength=1.0", "objectives.higher.strength=1.0", "schedule.main.steps=1000000",
