@@ -27,7 +27,7 @@ import torch
 from dynastream.nets.atomic import atomic_open
 from dynastream.nets.dcgan import DCGANConfig, DCGANGenerator
 from dynastream.nets.errors import CheckpointError, short_repr
-from dynastream.nets.stylenet import OUTPUTS as STYLENET_OUTPUTS, PRESETS, StyleNet, StyleNetConfig
+from dynastream.nets.stylenet import OUTPUTS as STYLENET_OUTPUTS, PRESETS, UPSAMPLES, StyleNet, StyleNetConfig
 from dynastream.nets.tuning import MODES, DynamicNet
 from dynastream.nets.zoo_index import DEFAULT_MODEL, UNTRAINED, UNTRAINED_PREFIX, ZOO_DIR, ZooEntry, zoo_entries  # noqa: F401  (re-exported)
 
@@ -213,6 +213,9 @@ def check_arch(kind: str, arch: Any, where: str) -> None:
         if arch.get("output", "linear") not in STYLENET_OUTPUTS:
             raise CheckpointError(f"{where}: arch.output must be one of {', '.join(STYLENET_OUTPUTS)}, "
                                   f"not {short_repr(arch['output'])}")
+        if arch.get("upsample", "nearest") not in UPSAMPLES:
+            raise CheckpointError(f"{where}: arch.upsample must be one of {', '.join(UPSAMPLES)}, "
+                                  f"not {short_repr(arch['upsample'])}")
 
 
 def _is_real(x: Any) -> bool:

@@ -36,9 +36,10 @@ class UpsampleConv(nn.Module):
     """Nearest-neighbour upsampling then a convolution: avoids the checkerboard of transposed
     convolutions (Odena et al., Distill 2016)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, upsample: int = 2):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, upsample: int = 2,
+                 mode: str = "nearest"):
         super().__init__()
-        self.upsample = nn.Upsample(scale_factor=upsample, mode="nearest")
+        self.upsample = nn.Upsample(scale_factor=upsample, mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
         self.conv = ConvLayer(in_channels, out_channels, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

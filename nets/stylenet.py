@@ -13,9 +13,11 @@ from torch import nn
 from dynastream.nets.layers import ConvLayer, ResidualBlock, UpsampleConv
 
 Inject = Callable[[str, torch.Tensor], torch.Tensor]
-Preset = Literal["paper", "lite", "lite32", "fast"]
+Preset = Literal["paper", "lite", "lite32", "fast", "fast-smooth"]
 Output = Literal["linear", "sigmoid"]
 OUTPUTS: tuple[str, ...] = ("linear", "sigmoid")
+Upsample = Literal["nearest", "bilinear"]
+UPSAMPLES: tuple[str, ...] = ("nearest", "bilinear")
 
 STYLE_SITES = ("res3_in", "up1_in", "out_in")   # the default sites, the seed's
 # Sites after an instance norm. A norm pins each channel's mean and spread to its affine
@@ -42,22 +44,27 @@ class StyleNetConfig:
     n_res: int = 5
     output_norm: bool = False
     output: Output = "linear"
+    upsample: Upsample = "nearest"   # the decoder's x2 upsampling before each conv
+
 
     def __post_init__(self):
         if self.n_res < 3:
             raise ValueError("StyleNet needs at least 3 residual blocks (site res3_in sits before the 3rd)")
         if self.output not in OUTPUTS:
             raise ValueError(f"StyleNet output must be one of {OUTPUTS}, not {self.output!r}")
+        if self.upsample not in UPSAMPLES:
+            raise ValueError(f"StyleNet upsample must be one of {UPSAMPLES}, not {self.upsample!r}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "StyleNetConfig":
-        """Checkpoints written before ``output_norm``/``output`` existed have a linear output."""
+        """Checkpoints written before ``output_norm``/``output``/``upsample`` existed have a linear
+        output and nearest-neighbour upsampling."""
         return cls(encoder_widths=tuple(d["encoder_widths"]), decoder_widths=tuple(d["decoder_widths"]),
                    n_res=int(d["n_res"]), output_norm=bool(d.get("output_norm", False)),
-                   output=d.get("output", "linear"))
+                   output=d.get("output", "linear"), upsample=d.get("upsample", "nearest"))
 
 
 PRESETS: dict[str, StyleNetConfig] = {
@@ -75,6 +82,11 @@ PRESETS: dict[str, StyleNetConfig] = {
     # every encoder resolution, 6 residual blocks, decoder 8 -> 4, an instance-normalised sigmoid
     # output. The shape lets train/transplant.py load that net's weights for any style mix.
     "fast": StyleNetConfig((32, 32, 32), (8, 4), 6, output_norm=True, output="sigmoid"),
+    # The fast net with bilinear instead of nearest-neighbour upsampling. The nearest-neighbour grid
+    # makes the fast net periodic in 4-pixel shifts: a 1-pixel motion redraws its texture (the
+    # flicker of docs/flicker.md, part 4); the same weights with bilinear upsampling change 4x less
+    # under it. Its weights load from the fast net's (net.init: teacher), then fine-tune.
+    "fast-smooth": StyleNetConfig((32, 32, 32), (8, 4), 6, output_norm=True, output="sigmoid", upsample="bilinear"),
 }
 
 
@@ -95,9 +107,9 @@ class StyleNet(nn.Module):
         self.conv3 = ConvLayer(c2, c3, 3, stride=2)
         self.in3 = nn.InstanceNorm2d(c3, affine=True)
         self.res = nn.ModuleList(ResidualBlock(c3) for _ in range(config.n_res))
-        self.up1 = UpsampleConv(c3, d1, 3)
+        self.up1 = UpsampleConv(c3, d1, 3, mode=config.upsample)
         self.in4 = nn.InstanceNorm2d(d1, affine=True)
-        self.up2 = UpsampleConv(d1, d2, 3)
+        self.up2 = UpsampleConv(d1, d2, 3, mode=config.upsample)
         self.in5 = nn.InstanceNorm2d(d2, affine=True)
         self.out = ConvLayer(d2, 3, 9)
         self.out_norm = nn.InstanceNorm2d(3, affine=True) if config.output_norm else nn.Identity()

@@ -212,3 +212,23 @@ def test_online_targets_are_the_teacher_on_the_students_crop_so_a_transplant_sta
     raw["objectives"]["higher"].update(interpolate=True, online=True)
     with pytest.raises(ConfigError, match="runs its teacher online already"):
         from_dict(StyleTrainConfig, raw)
+
+
+def test_fast_smooth_takes_the_teachers_weights_and_a_one_pixel_shift_changes_it_less(arrays, tmp_path):
+    """The fast net is periodic in 4-pixel shifts (its nearest-neighbour upsampling): moving the
+    picture by one pixel redraws its texture. The same weights with bilinear upsampling change far
+    less (docs/flicker.md, part 4), and the preset survives a checkpoint round trip."""
+    from tests.media import texture
+
+    picture = torch.from_numpy(texture(72, 72, seed=3)).permute(2, 0, 1)[None].float() / 255
+    change = {}
+    for preset in ("fast", "fast-smooth"):
+        net = StyleNet(PRESETS[preset]).eval()
+        load_multistyle26(net, arrays, Multistyle26Teacher.weights(19, None))
+        with torch.no_grad():
+            a, b = net(picture[..., :64, :64]), net(picture[..., 1:65, 1:65])
+        change[preset] = float(((a[..., 9:56, 9:56] - b[..., 8:55, 8:55]) ** 2).mean())
+    assert change["fast-smooth"] < 0.5 * change["fast"], change
+    dyn = DynamicNet.for_style("fast-smooth", sites=["res3_in"])
+    nets.save(dyn, tmp_path / "s.pt")
+    assert nets.load(str(tmp_path / "s.pt")).main.config.upsample == "bilinear"

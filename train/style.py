@@ -187,9 +187,10 @@ class StyleTrainConfig:
             raise ValueError("objectives.lower is only used by a dual net (net.mode: dual)")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError("name must be a plain file name")
-        if self.net.init == "teacher" and (self.net.preset != "fast" or not isinstance(self.objectives.main, TeacherObjectiveConfig)
+        if self.net.init == "teacher" and (self.net.preset not in ("fast", "fast-smooth") or not isinstance(self.objectives.main, TeacherObjectiveConfig)
                                            or self.objectives.main.teacher != "multistyle26"):
-            raise ValueError("net.init: teacher needs net.preset fast and a multistyle26 teacher as objectives.main")
+            raise ValueError("net.init: teacher needs net.preset fast (or fast-smooth) and a multistyle26 teacher as "
+                             "objectives.main")
         for phase in ("higher", "lower"):
             o, main = getattr(self.objectives, phase), self.objectives.main
             if isinstance(o, TeacherObjectiveConfig) and o.interpolate and not (

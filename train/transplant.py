@@ -11,6 +11,7 @@ against the teacher at the other objective, which is what gives them the teacher
 start from instead of learning strokes from nothing on two CPU cores (docs/distill.md).
 """
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,8 @@ def multistyle26_arrays(folder: Path) -> dict[str, np.ndarray]:
 
 def load_multistyle26(net: StyleNet, arrays: dict[str, np.ndarray], weights: np.ndarray) -> None:
     """Copy multistyle26 conditioned on ``weights`` (26 numbers, as the teacher gets them) into ``net``."""
-    if net.config != PRESETS["fast"]:
-        raise TeacherError("init: teacher needs net.preset fast, the shape of multistyle26")
+    if dataclasses.replace(net.config, upsample="nearest") != PRESETS["fast"]:   # fast or fast-smooth
+        raise TeacherError("init: teacher needs net.preset fast (or fast-smooth), the shape of multistyle26")
     weights = np.asarray(weights, dtype=np.float32).reshape(N_STYLES)
     modules = dict(net.named_modules())
     with torch.no_grad():
