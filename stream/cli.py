@@ -358,7 +358,7 @@ def add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train a Dynamic-Net style model from a YAML config",
         description="Train a Dynamic-Net: the main net on objective O0, then tuning blocks on O1 "
-                    "(docs/training.md). Also runs under `torchrun --nproc_per_node N -m dynastream.train`.")
+                    "(docs/training.md). Also runs under `torchrun --nproc_per_node N -m dynastream.stream train`.")
     p.add_argument("--config", "-c", metavar="YAML",
                    help="training config: a path, or a shipped name (smoke, strength, style-a-to-b, dual)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",

@@ -32,7 +32,7 @@ def env():
 
 
 def cli(*args, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "dynastream.train", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dynastream.stream", "train", *args], capture_output=True, text=True,
                           timeout=timeout, env=env(), cwd=cwd)
 
 
@@ -150,7 +150,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "dynastream.train", "--config", str(SMOKE), "--out", str(out), *sum(
+    proc = subprocess.Popen([sys.executable, "-m", "dynastream.stream", "train", "--config", str(SMOKE), "--out", str(out), *sum(
         (["--set", s] for s in [*TINY, "schedule.main.steps=100000", "schedule.log_every=1"]), [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
     try:
@@ -172,7 +172,7 @@ def test_two_process_gloo_ddp_matches_one_process_with_twice_the_batch(tmp_path)
     sets = sum((["--set", s] for s in [*TINY, "schedule.main.steps=2", "schedule.blocks.steps=2",
                                        "schedule.log_every=1"]), [])
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    proc = subprocess.run([*torchrun, "-m", "dynastream.train", "--config", str(SMOKE), "--out", str(tmp_path / "ddp"), *sets],
+    proc = subprocess.run([*torchrun, "-m", "dynastream.stream", "train", "--config", str(SMOKE), "--out", str(tmp_path / "ddp"), *sets],
                           capture_output=True, text=True, timeout=600, env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = nets.read(tmp_path / "ddp" / "smoke.pt")

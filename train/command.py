@@ -1,4 +1,4 @@
-"""`dynastream train` / `python -m dynastream.train`: reads the YAML config and `--set` overrides (the only
+"""`dynastream train` (also `torchrun ... -m dynastream.stream train`): reads the YAML config and `--set` overrides (the only
 place in train/ that sees argv-level input), then runs the trainer the config's ``task`` names."""
 
 import os
