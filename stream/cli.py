@@ -137,9 +137,11 @@ def run_live(args: argparse.Namespace) -> int:
     config = load_live_config(args.config, live_overrides(args))
     pipeline = LivePipeline(config)
     pipeline.run()
-    if pipeline.compiling:
-        # Everything is written and reported; what is left is inductor's worker pool, whose exit
-        # handler waits for the compile in flight (about a second here). q means quit now.
+    if pipeline.loading:
+        # Everything is written and reported; what is left is the loader thread in a model load or
+        # compile (the first one, or the next model's after m). Python's shutdown would wait for
+        # inductor's worker pool, or abort in its C++ threads ("terminate called without an active
+        # exception", exit 134, seen with q right after m). q means quit now.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

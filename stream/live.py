@@ -223,9 +223,9 @@ class LivePipeline:
         self.stabilizer = Stabilizer(config.stabilize) if config.stabilize > 0 else None
 
     @property
-    def compiling(self) -> bool:
-        """The background compile is still running (the run may have ended before it)."""
-        return self.session is not None and self.session.models.compiling
+    def loading(self) -> bool:
+        """A model is still being loaded or compiled beside the feed (the run may have ended before it)."""
+        return self.session is not None and self.session.models.busy
 
     # -- the session --------------------------------------------------------------------------
 

@@ -78,9 +78,10 @@ class ModelSwitch:
         return self.names[self.index]
 
     @property
-    def compiling(self) -> bool:
-        """The background compile is still running (the run may have ended before it)."""
-        return self.engine.compile_pending and self._loader is not None and self._loader.is_alive()
+    def busy(self) -> bool:
+        """A model is still being loaded or compiled beside the feed (the run may have ended before
+        it): the first compile, or the next model's after ``m``."""
+        return self._loader is not None and self._loader.is_alive()
 
     # -- main thread --------------------------------------------------------------------------
 

@@ -194,3 +194,34 @@ def test_r_key_starts_and_stops_a_take_in_the_save_folder(tmp_path):
     assert len(videos) == 1 and (tmp_path / f"{videos[0].stem}.keyframes.yaml").is_file()
     assert len(read_video(videos[0])[0]) == 6
     assert not list(tmp_path.glob(".*")), "no temporary files left"
+
+
+def test_the_switch_is_busy_while_the_next_model_loads_so_q_exits_at_once(monkeypatch):
+    """q right after m: the next model's load (and compile) is still running on the loader thread;
+    `dynastream live` then leaves with os._exit instead of waiting for it in Python's shutdown (or
+    aborting in inductor's C++ threads, as a real window showed: exit 134)."""
+    import threading
+
+    from dynastream import nets
+    from dynastream.stream import switch
+    from dynastream.stream.engine import Engine, EngineConfig
+
+    net = nets.load("untrained:lite")
+    engine = Engine(net, EngineConfig(device="cpu", backend="eager"), (24, 32))
+    release = threading.Event()
+    real_load = nets.load
+
+    def slow_load(name):
+        release.wait(30)
+        return real_load(name)
+
+    monkeypatch.setattr(switch.nets, "load", slow_load)
+    models = switch.ModelSwitch(["untrained:lite", "untrained:lite-dual"], "style", engine, net,
+                                make_engine=lambda n: Engine(n, EngineConfig(device="cpu", backend="eager"), (24, 32)),
+                                notice=lambda m: None, windowed=False)
+    assert not models.busy
+    assert models.next().startswith("loading untrained:lite-dual")
+    assert models.busy
+    release.set()
+    models._loader.join(30)
+    assert not models.busy and models.swap() is not None
