@@ -452,7 +452,9 @@ class RayCluster:
                 result = _failure(e)
             result.key = key
             done.append(result)
-        self._shown = _show(self.bar, self._shown, ray.get(self._tally.total.remote()))
+            if result.stats is not None:   # its last reports may still be on their way to the tally
+                self._tally.report.remote(key, result.stats.frames)
+        self._shown = _show(self.bar, self._shown, ray.get(self._tally.total.remote()))   # after those, in order
         return done
 
     def cancel(self) -> None:
