@@ -27,7 +27,8 @@ import torch
 from dynastream.nets.atomic import atomic_open
 from dynastream.nets.dcgan import DCGANConfig, DCGANGenerator
 from dynastream.nets.errors import CheckpointError, short_repr
-from dynastream.nets.stylenet import OUTPUTS as STYLENET_OUTPUTS, PRESETS, UPSAMPLES, StyleNet, StyleNetConfig
+from dynastream.nets.stylenet import OUTPUTS as STYLENET_OUTPUTS
+from dynastream.nets.stylenet import PRESETS, UPSAMPLES, StyleNet, StyleNetConfig
 from dynastream.nets.tuning import MODES, DynamicNet
 from dynastream.nets.zoo_index import DEFAULT_MODEL, UNTRAINED, UNTRAINED_PREFIX, ZOO_DIR, ZooEntry, zoo_entries  # noqa: F401  (re-exported)
 

@@ -11,9 +11,8 @@ second, so it can be edited and replayed like any other.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from dataclasses import replace
 from typing import Literal, Optional, Sequence, Union
 
 import numpy as np

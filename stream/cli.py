@@ -11,10 +11,8 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 from dynastream.nets.errors import DynastreamError, short_repr
 from dynastream.nets.zoo_index import DEFAULT_MODEL
-from dynastream.stream.limits import DEFAULT_STABILIZE, MAX_BATCH, MAX_FPS, MAX_SCALE, MAX_SIDE, MAX_STABILIZE
 from dynastream.stream import signals
-
-
+from dynastream.stream.limits import DEFAULT_STABILIZE, MAX_BATCH, MAX_FPS, MAX_SCALE, MAX_SIDE, MAX_STABILIZE
 
 # --- live -------------------------------------------------------------------------------------
 

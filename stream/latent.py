@@ -20,7 +20,15 @@ import torch
 import torch.nn.functional as F
 
 from dynastream.nets import DynamicNet
-from dynastream.stream.engine import BackendWarning, EngineConfig, EngineError, _copy_net, device_name, pick_device, pick_dtype
+from dynastream.stream.engine import (
+    BackendWarning,
+    EngineConfig,
+    EngineError,
+    _copy_net,
+    device_name,
+    pick_device,
+    pick_dtype,
+)
 
 WALK_KEYS = 64          # key points in the loop; at 4 s a key the walk repeats after about 4 minutes
 WALK_SIZE = 512         # default side of the live picture (the generator makes 64x64)

@@ -39,8 +39,16 @@ from dynastream.stream import signals
 from dynastream.stream.alpha import Action, Command, ControllerConfig
 from dynastream.stream.controls import handle_event
 from dynastream.stream.display import HudInfo
-from dynastream.stream.limits import (MAX_CAMERA_INDEX, MAX_FPS, MAX_RING_SLOTS, MAX_SCALE, MAX_SEED, MAX_SIDE, MAX_STABILIZE,
-                           MAX_THREADS)
+from dynastream.stream.limits import (
+    MAX_CAMERA_INDEX,
+    MAX_FPS,
+    MAX_RING_SLOTS,
+    MAX_SCALE,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STABILIZE,
+    MAX_THREADS,
+)
 from dynastream.stream.midi import MidiConfig
 from dynastream.stream.ring import Frame, FrameRing
 from dynastream.stream.session import Session, open_session

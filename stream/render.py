@@ -37,8 +37,14 @@ from dynastream.stream.keyframes import Key, Track, load_track
 from dynastream.stream.ring import Frame, FrameRing
 from dynastream.stream.sources import Damage, Span, VideoFileSource, decode_image_file, pump
 from dynastream.stream.stabilize import Stabilizer
-from dynastream.stream.writer import (VideoOptions, VideoWriter, check_output, check_video_name, temp_path,
-                           write_bytes_atomic)
+from dynastream.stream.writer import (
+    VideoOptions,
+    VideoWriter,
+    check_output,
+    check_video_name,
+    temp_path,
+    write_bytes_atomic,
+)
 
 InputKind = Literal["video", "image", "folder"]
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")

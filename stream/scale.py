@@ -33,7 +33,14 @@ from dynastream.stream import signals
 from dynastream.stream.render import IMAGE_EXTS, Progress, RenderConfig, RenderStats, load_style_model, render
 from dynastream.stream.sources import Span
 from dynastream.stream.tally import Tally
-from dynastream.stream.writer import VIDEO_EXTS, VideoWriter, check_output, keyframes_path, remove_stale_temps, temp_path
+from dynastream.stream.writer import (
+    VIDEO_EXTS,
+    VideoWriter,
+    check_output,
+    keyframes_path,
+    remove_stale_temps,
+    temp_path,
+)
 
 PathLike = Union[str, os.PathLike]
 # What a folder's videos are recognised by (render reads anything FFmpeg reads; these are the usual)

@@ -18,9 +18,9 @@ from dynastream.configs.schema import ConfigError, file_or, option, text, whole_
 from dynastream.nets.atomic import atomic_open
 from dynastream.nets.errors import short_repr
 from dynastream.stream.alpha import ALL_SITES, AlphaController, Command
-from dynastream.stream.midi import MidiMap
 from dynastream.stream.display import site_label
 from dynastream.stream.inputs import Inbox
+from dynastream.stream.midi import MidiMap
 from dynastream.stream.osc import OscMap
 from dynastream.stream.ring import Frame
 from dynastream.stream.sinks import SinkThread, StageError, VirtualCamSink  # noqa: F401 (StageError: raised by these)

@@ -4,11 +4,11 @@ import pytest
 
 from dynastream import nets
 from dynastream.nets.errors import DynastreamError
-from dynastream.stream.config import DEFAULT_MIDI, load_midi_map
 from dynastream.stream.alpha import ALL_SITES, Action, AlphaController, Command, ControllerConfig
+from dynastream.stream.config import DEFAULT_MIDI, load_midi_map
 from dynastream.stream.controls import handle_event
-from dynastream.stream.midi import MidiMap, list_midi_inputs, open_midi
 from dynastream.stream.keyframes import load_track
+from dynastream.stream.midi import MidiMap, list_midi_inputs, open_midi
 
 SITES = ("res3_in", "up1_in", "out_in")
 

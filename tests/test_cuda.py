@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dynastream import configs
-from dynastream import nets
+from dynastream import configs, nets
 from dynastream.stream.engine import EngineConfig
 from tests.media import pattern_frame
 

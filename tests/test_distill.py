@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from dynastream import configs
+from dynastream import configs, nets
 from dynastream.configs.schema import ConfigError, apply_sets, from_dict, load_config
-from dynastream import nets
-from tests import teachers as tiny
 from dynastream.train import teacher_cache
 from dynastream.train.data import CropDataset, generated_content, load_style_image
 from dynastream.train.distill import TeacherObjectiveConfig, TeacherTarget
 from dynastream.train.session import Interrupted
 from dynastream.train.style import ObjectiveConfig, StyleTrainConfig, train
 from dynastream.train.teachers import TeacherError, load_teacher
+from tests import teachers as tiny
 
 STRIPES = "generated:stripes"
 

@@ -3,11 +3,11 @@
 import pytest
 
 from dynastream.nets.errors import DynastreamError
+from dynastream.stream.alpha import ControllerConfig
 from dynastream.stream.cli import main
 from dynastream.stream.config import DEFAULT_LIVE, load_live_config, load_midi_map
-from dynastream.stream.alpha import ControllerConfig
-from dynastream.stream.midi import MidiMap
 from dynastream.stream.live import LiveConfig, parse_size
+from dynastream.stream.midi import MidiMap
 from dynastream.stream.session import processing_size
 
 

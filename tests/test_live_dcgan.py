@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from dynastream import nets
-from dynastream.stream.cli import main
 from dynastream.stream.alpha import ControllerConfig
+from dynastream.stream.cli import main
 from dynastream.stream.keyframes import load_track
 from dynastream.stream.latent import WALK_KEYS, LatentWalk, latent_keys
 from dynastream.stream.live import LiveConfig, LivePipeline, run_live

@@ -9,8 +9,15 @@ import pytest
 
 from dynastream.nets.errors import DynastreamError
 from dynastream.stream.ring import Frame
-from dynastream.stream.sources import (DEMO_IMAGE, CameraError, CameraSource, DemoSource, ImageSource, VideoFileSource,
-                            open_source)
+from dynastream.stream.sources import (
+    DEMO_IMAGE,
+    CameraError,
+    CameraSource,
+    DemoSource,
+    ImageSource,
+    VideoFileSource,
+    open_source,
+)
 from tests.media import make_video, pattern_frame
 
 

@@ -7,8 +7,8 @@ import dataclasses
 import pygame
 
 from dynastream.stream import session
-from dynastream.stream.config import DEFAULT_MIDI, load_live_config, load_midi_map, user_midi_map
 from dynastream.stream.alpha import AlphaController, ControllerConfig
+from dynastream.stream.config import DEFAULT_MIDI, load_live_config, load_midi_map, user_midi_map
 from dynastream.stream.live import run_live
 from dynastream.stream.stage import MidiLearn
 

@@ -7,11 +7,11 @@ import torch
 
 from dynastream import nets
 from dynastream.nets import DynamicNet
-from tests.test_train import SMOKE, fixed_batch, lossnet  # noqa: F401 (fixtures)
 from dynastream.train.data import load_style_image
 from dynastream.train.motion import MotionConfig, inside, moved_copies, random_grid, temporal_loss, warp
 from dynastream.train.session import Amp
 from dynastream.train.style import Objective, ObjectiveConfig, forward_terms, make_optimizer, measure_terms, train_step
+from tests.test_train import SMOKE, fixed_batch, lossnet  # noqa: F401 (fixtures)
 
 STILL = MotionConfig(shift=0, rotate=0, zoom=0, elastic=0, noise=0)
 

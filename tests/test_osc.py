@@ -11,8 +11,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
 from dynastream.configs.schema import ConfigError
-from dynastream.stream.config import load_live_config, load_osc_map
 from dynastream.stream.alpha import Action, AlphaController, Command, ControllerConfig, ControlsError
+from dynastream.stream.config import load_live_config, load_osc_map
 from dynastream.stream.inputs import Inbox
 from dynastream.stream.live import LiveConfig, run_live
 from dynastream.stream.osc import OscMap, OscServer

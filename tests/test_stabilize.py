@@ -10,11 +10,10 @@ import pytest
 from PIL import Image
 
 from dynastream import nets
-
 from dynastream.stream.stabilize import Stabilizer
+from dynastream.train import temporal
 from tests.media import panning_frames, texture, write_frames
 from tests.test_temporal import flicker
-from dynastream.train import temporal
 
 
 def stabilized(frames, outputs, strength=0.6):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tests.media import panning_frames, texture
 from dynastream.train import temporal
+from tests.media import panning_frames, texture
 
 
 def flicker(frames, amplitude=20, seed=0):

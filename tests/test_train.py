@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dynastream import configs
+from dynastream import configs, nets
 from dynastream.configs.schema import load_config
-from dynastream import nets
 from dynastream.nets import DynamicNet
 from dynastream.train.data import load_style_image
 from dynastream.train.lossnet import load_lossnet

@@ -3,8 +3,15 @@ import pytest
 import torch
 from PIL import Image
 
-from dynastream.train.data import (CropDataset, DataError, StepBatchSampler, batches, find_images, load_style_image,
-                        open_rgb)
+from dynastream.train.data import (
+    CropDataset,
+    DataError,
+    StepBatchSampler,
+    batches,
+    find_images,
+    load_style_image,
+    open_rgb,
+)
 
 
 @pytest.fixture

@@ -8,11 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dynastream import configs
-from dynastream import nets
+from dynastream import configs, nets
 from dynastream.configs.schema import ConfigError, load_config
 from dynastream.train.data import DataError, SubsetDataset, celeba_split, generated_subset
-from dynastream.train.gan import DCGANTrainConfig, PREVIEW_ALPHAS, recalibrate_batchnorm, train, zero_last_convs
+from dynastream.train.gan import PREVIEW_ALPHAS, DCGANTrainConfig, recalibrate_batchnorm, train, zero_last_convs
 from dynastream.train.session import Interrupted, RunError
 
 SMOKE = configs.path("train/dcgan_smoke.yaml")

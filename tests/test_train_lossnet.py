@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from dynastream.train.losses import content_loss, gram, style_loss, tv_loss
-from dynastream.train.lossnet import (CAFFE_MEAN_BGR, CONV_INDICES, IMAGENET_MEAN, IMAGENET_STD, LAYERS, LossNetError,
-                           load_lossnet, random_vgg)
+from dynastream.train.lossnet import (
+    CAFFE_MEAN_BGR,
+    CONV_INDICES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LAYERS,
+    LossNetError,
+    load_lossnet,
+    random_vgg,
+)
 
 h5py = pytest.importorskip("h5py")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dynastream.configs.schema import from_dict
 from dynastream import nets
+from dynastream.configs.schema import from_dict
 from dynastream.nets import DynamicNet
 from dynastream.nets.checkpoint import CheckpointError, check_arch
 from dynastream.nets.stylenet import PRESETS, StyleNet, StyleNetConfig, stylenet_macs_per_pixel

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from dynastream.configs.schema import ConfigError, apply_sets, from_dict, read_mapping
 from dynastream import nets
+from dynastream.configs.schema import ConfigError, apply_sets, from_dict, read_mapping
 from dynastream.nets.errors import short_repr
 from dynastream.train.config import resolve_config_path
 from dynastream.train.session import Interrupted

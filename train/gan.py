@@ -20,15 +20,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynastream.configs import schema
 from dynastream import nets
+from dynastream.configs import schema
 from dynastream.nets import DynamicNet
 from dynastream.nets.checkpoint import from_dict
 from dynastream.nets.dcgan import DCGANConfig, DCGANDiscriminator
 from dynastream.train.data import SubsetDataset, batches, celeba_split
-from dynastream.train.loop import Phase as LoopPhase, run_phase
-from dynastream.train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule, rng_state,
-                           save_sheet, set_rng_state, state_sha256, versions)
+from dynastream.train.loop import Phase as LoopPhase
+from dynastream.train.loop import run_phase
+from dynastream.train.session import (
+    Amp,
+    Distributed,
+    RunDir,
+    RunError,
+    StopRequest,
+    check_resume,
+    check_schedule,
+    rng_state,
+    save_sheet,
+    set_rng_state,
+    state_sha256,
+    versions,
+)
 
 IMAGE_SIZE = 64
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0}

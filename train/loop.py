@@ -15,7 +15,15 @@ from typing import Callable, Optional, Protocol
 
 import torch
 
-from dynastream.train.session import CHECK_STOP_EVERY, Distributed, Interrupted, Meter, RunDir, StopRequest, check_losses
+from dynastream.train.session import (
+    CHECK_STOP_EVERY,
+    Distributed,
+    Interrupted,
+    Meter,
+    RunDir,
+    StopRequest,
+    check_losses,
+)
 
 
 class Counters(Protocol):

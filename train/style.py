@@ -16,21 +16,40 @@ from typing import Literal, Optional, Union
 
 import torch
 
-from dynastream.configs import schema
 from dynastream import nets
+from dynastream.configs import schema
 from dynastream.nets import DynamicNet
 from dynastream.nets.checkpoint import from_dict
 from dynastream.nets.stylenet import ALL_STYLE_SITES, STYLE_SITES, Preset
 from dynastream.nets.tuning import Group, Mode
 from dynastream.train import teacher_cache
 from dynastream.train.data import GENERATED, CropDataset, batches, load_style_image
-from dynastream.train.distill import InterpolatedTargets, OnlineTargets, TeacherObjective, TeacherObjectiveConfig, TeacherTarget
+from dynastream.train.distill import (
+    InterpolatedTargets,
+    OnlineTargets,
+    TeacherObjective,
+    TeacherObjectiveConfig,
+    TeacherTarget,
+)
+from dynastream.train.loop import Phase as LoopPhase
+from dynastream.train.loop import run_phase
 from dynastream.train.losses import content_loss, gram, style_loss, tv_loss
 from dynastream.train.lossnet import LAYERS, Layer, VGG16Features, load_lossnet
-from dynastream.train.loop import Phase as LoopPhase, run_phase
 from dynastream.train.motion import MotionConfig, moved_copies, temporal_loss
-from dynastream.train.session import (Amp, Distributed, RunDir, RunError, StopRequest, check_resume, check_schedule,
-                           rng_state, save_sheet, set_rng_state, state_sha256, versions)
+from dynastream.train.session import (
+    Amp,
+    Distributed,
+    RunDir,
+    RunError,
+    StopRequest,
+    check_resume,
+    check_schedule,
+    rng_state,
+    save_sheet,
+    set_rng_state,
+    state_sha256,
+    versions,
+)
 
 PHASE_ALPHA: dict[str, float] = {"main": 0.0, "higher": 1.0, "lower": -1.0}
 PREVIEW_ALPHAS = {"normal": (0.0, 0.25, 0.5, 0.75, 1.0), "dual": (-1.0, -0.5, 0.0, 0.5, 1.0)}

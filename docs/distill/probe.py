@@ -22,8 +22,8 @@ import torch
 torch.set_num_threads(1)
 
 from dynastream import nets  # noqa: E402
-from dynastream.train import style  # noqa: E402
 from dynastream.configs.schema import load_config  # noqa: E402
+from dynastream.train import style  # noqa: E402
 from dynastream.train.data import center_box, find_images, open_rgb, to_tensor  # noqa: E402
 from dynastream.train.distill import TeacherTarget  # noqa: E402
 from dynastream.train.evaluate import load_heldout  # noqa: E402
