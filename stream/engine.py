@@ -242,6 +242,69 @@ class Step(nn.Module):
         return self.post(self.net(self.pre(frames_bhwc_u8), alpha_bs.to(self.dtype), alpha_map))
 
 
+# --- one class per backend: how a prepared net computes a slot's frames on the device ----------
+#
+# ``run(slot_index, inputs, out_dev, n)`` writes the first ``n`` frames' output (uint8 NHWC) into
+# ``out_dev`` from the slot's device ``inputs`` (frames, α and, with maps, the α map). A backend
+# with ``full_batch`` has the static max_batch shape and computes every row (the rows past ``n``
+# are never read).
+
+class EagerRun:
+    """Eager torch: the engine's Step on the first n frames."""
+
+    full_batch = False
+
+    def __init__(self, step: "Step"):
+        self.step = step
+
+    def __call__(self, slot_index: int, inputs: tuple, out_dev: torch.Tensor, n: int) -> None:
+        out_dev[:n].copy_(self.step(*(t[:n] for t in inputs)))
+
+
+class CompiledRun:
+    """``torch.compile`` of the Step for the engine's static shapes (weights frozen in on the CPU)."""
+
+    full_batch = True
+
+    def __init__(self, compiled: Any):
+        self.compiled = compiled
+
+    def __call__(self, slot_index: int, inputs: tuple, out_dev: torch.Tensor, n: int) -> None:
+        out_dev.copy_(self.compiled(*inputs))
+
+
+class OrtRun:
+    """ONNX Runtime on the CPU: the net exported at the engine's size, one I/O binding per batch
+    size (made once: no allocation per call); the Step's pre/post conversions stay in torch."""
+
+    full_batch = False
+
+    def __init__(self, step: "Step", session: Any, bindings: dict, x: torch.Tensor, y: torch.Tensor,
+                 alpha_map: Optional[torch.Tensor]):
+        self.step, self.session, self.bindings = step, session, bindings
+        self.x, self.y, self.alpha_map = x, y, alpha_map
+
+    def __call__(self, slot_index: int, inputs: tuple, out_dev: torch.Tensor, n: int) -> None:
+        self.x[:n].copy_(self.step.pre(inputs[0][:n]))       # α is bound to the slot's host buffer
+        if self.alpha_map is not None:
+            self.alpha_map[:n].copy_(self.step.pre_map(inputs[2][:n]))
+        self.session.run_with_iobinding(self.bindings[n])
+        out_dev[:n].copy_(self.step.post(self.y[:n]))
+
+
+class CudaGraphRun:
+    """A CUDA graph per slot, captured from an eager or compiled run (``inner``) reading that
+    slot's tensors: one launch a call."""
+
+    full_batch = True
+
+    def __init__(self, graphs: list, inner: Any):
+        self.graphs, self.inner = graphs, inner
+
+    def __call__(self, slot_index: int, inputs: tuple, out_dev: torch.Tensor, n: int) -> None:
+        self.graphs[slot_index].replay()
+
+
 @dataclass
 class Prepared:
     """A net made ready for one engine: moved, converted, compiled / exported / captured."""
@@ -250,16 +313,14 @@ class Prepared:
     step: Step
     backend: str                                  # what runs (eager when a compile failed)
     requested: str = ""                           # what prepare was asked for
-    run_full_batch: bool = False                  # compiled / captured code has the static max_batch shape
-    compiled: Any = None                          # torch.compile'd step
-    ort: Any = None                               # (session, {n: io_binding}, x, y, alpha map)
-    graphs: list = field(default_factory=list)    # CUDA graph per slot
+    run: Any = None                               # EagerRun, CompiledRun, OrtRun or CudaGraphRun
     setup_s: float = 0.0
     notes: list = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)   # compared by identity: a field-wise == of tensors raises
 class _Slot:
+    index: int                  # in Engine._slots (a CUDA graph per slot)
     in_host: torch.Tensor
     alpha_host: torch.Tensor
     out_host: torch.Tensor
@@ -340,7 +401,7 @@ class Engine:
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         self._cuda = self.device.type == "cuda"
         self._copies = self.device.type != "cpu"
-        self._slots = [self._make_slot() for _ in range(2 if self._cuda else 1)]
+        self._slots = [self._make_slot(i) for i in range(2 if self._cuda else 1)]
         self._pending: deque[tuple[_Slot, int]] = deque()
         self._next_slot = 0
         if self._cuda:
@@ -358,13 +419,13 @@ class Engine:
     def runs(self) -> str:
         return self.prepared.backend
 
-    def _make_slot(self) -> _Slot:
+    def _make_slot(self, index: int) -> _Slot:
         b, (h, w), (oh, ow) = self.config.max_batch, self.in_hw, self.out_hw
         pin = self._cuda
         in_host = torch.zeros((b, h, w, 3), dtype=torch.uint8, pin_memory=pin)
         alpha_host = torch.zeros((b, self.n_sites), dtype=torch.float32, pin_memory=pin)
         out_host = torch.zeros((b, oh, ow, 3), dtype=torch.uint8, pin_memory=pin)
-        slot = _Slot(in_host, alpha_host, out_host, out_host.numpy(), in_host, alpha_host, out_host)
+        slot = _Slot(index, in_host, alpha_host, out_host, out_host.numpy(), in_host, alpha_host, out_host)
         if self.alpha_map:
             slot.map_host = slot.map_dev = torch.full((b, oh, ow), 255, dtype=torch.uint8, pin_memory=pin)
         if self._copies:
@@ -398,7 +459,7 @@ class Engine:
         for p in net.parameters():
             p.requires_grad_(False)
         step = Step(net, self.dtype, self.in_hw, self.out_hw, self.memory_format, self.net_hw).eval()
-        prepared = Prepared(net, step, backend or self.backend, requested=backend or self.backend)
+        prepared = Prepared(net, step, backend or self.backend, requested=backend or self.backend, run=EagerRun(step))
         slot0 = self._slots[0]
         scratch = (torch.zeros_like(slot0.in_dev), torch.zeros_like(slot0.alpha_dev),
                    *((torch.full_like(slot0.map_dev, 255),) if self.alpha_map else ()))
@@ -443,7 +504,7 @@ class Engine:
             prepared.notes.append(note)
             prepared.backend = "eager"
             return
-        prepared.compiled, prepared.run_full_batch = compiled, True
+        prepared.run = CompiledRun(compiled)
 
     def _build_ort(self, prepared: Prepared) -> None:
         import onnxruntime as ort
@@ -470,14 +531,14 @@ class Engine:
                 io.bind_ortvalue_input("alpha_map", ort.OrtValue.ortvalue_from_numpy(m_np[:n]))
             io.bind_ortvalue_output("y", ort.OrtValue.ortvalue_from_numpy(y_np[:n]))
             bindings[n] = io
-        prepared.ort = (session, bindings, torch.from_numpy(x_np), torch.from_numpy(y_np),
-                        None if m_np is None else torch.from_numpy(m_np))
+        prepared.run = OrtRun(prepared.step, session, bindings, torch.from_numpy(x_np), torch.from_numpy(y_np),
+                              None if m_np is None else torch.from_numpy(m_np))
 
     def _capture(self, prepared: Prepared, scratch: tuple) -> None:
         """Warm up on scratch buffers on a side stream (cuDNN picks its algorithms, compile
         compiles), then capture one graph per slot reading that slot's input, α (and α map)
         tensors."""
-        fn = prepared.compiled or prepared.step
+        fn = prepared.run.compiled if isinstance(prepared.run, CompiledRun) else prepared.step
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.inference_mode(), torch.cuda.stream(side):
@@ -493,7 +554,7 @@ class Engine:
                     slot.out_dev.copy_(fn(*self._inputs(slot)))
                 graphs.append(graph)
         torch.cuda.synchronize(self.device)
-        prepared.graphs, prepared.run_full_batch = graphs, True
+        prepared.run = CudaGraphRun(graphs, prepared.run)
 
     def use(self, prepared: Prepared) -> None:
         if not isinstance(prepared, Prepared):
@@ -505,7 +566,7 @@ class Engine:
     def info(self) -> dict:
         return {"device": str(self.device), "device_name": device_name(self.device),
                 "dtype": str(self.dtype).replace("torch.", ""), "backend": self.prepared.backend,
-                "cuda_graphs": bool(self.prepared.graphs), "channels_last": self.config.channels_last,
+                "cuda_graphs": isinstance(self.prepared.run, CudaGraphRun), "channels_last": self.config.channels_last,
                 "split_convs": self.device.type == "cpu" and self.config.split_convs,
                 "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
                 "max_batch": self.config.max_batch, "in_hw": list(self.in_hw), "out_hw": list(self.out_hw),
@@ -569,7 +630,7 @@ class Engine:
         return slot.out_host_np[:n]
 
     def _submit_cuda(self, slot: _Slot, n: int) -> None:
-        m = self.config.max_batch if self.prepared.run_full_batch else n
+        m = self.config.max_batch if self.prepared.run.full_batch else n
         with torch.cuda.stream(self._h2d):
             self._h2d.wait_event(slot.computed)        # the previous compute on this slot has read it
             slot.in_dev[:n].copy_(slot.in_host[:n], non_blocking=True)
@@ -588,20 +649,7 @@ class Engine:
             slot.downloaded.record(self._d2h)
 
     def _compute_on(self, slot: _Slot, n: int) -> None:
-        p = self.prepared
-        if p.graphs:
-            p.graphs[self._slots.index(slot)].replay()
-        elif p.compiled is not None:
-            slot.out_dev.copy_(p.compiled(*self._inputs(slot)))
-        elif p.ort is not None:
-            session, bindings, x_t, y_t, m_t = p.ort
-            x_t[:n].copy_(p.step.pre(slot.in_dev[:n]))
-            if m_t is not None:
-                m_t[:n].copy_(p.step.pre_map(slot.map_dev[:n]))
-            session.run_with_iobinding(bindings[n])
-            slot.out_dev[:n].copy_(p.step.post(y_t[:n]))
-        else:
-            slot.out_dev[:n].copy_(p.step(*(t[:n] for t in self._inputs(slot))))
+        self.prepared.run(slot.index, self._inputs(slot), slot.out_dev, n)
 
 
 def _copy_net(net: DynamicNet) -> DynamicNet:
