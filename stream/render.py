@@ -169,6 +169,13 @@ class Progress:
         if self.show:
             self._open().update(n)
 
+    def complete(self) -> None:
+        """The work is done: a total that was an estimate (a container that does not count its
+        frames) becomes what was done, so the bar ends at 100 %."""
+        if self._bar is not None and self._bar.total != self._bar.n:
+            self._bar.total = self._bar.n
+            self._bar.refresh()
+
     def close(self) -> None:
         self._stop.set()
         if self._ticker.is_alive():
@@ -413,6 +420,7 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
         if errors:
             raise errors[0]
         writer.close()
+        bar.complete()
         stats.audio_left_out = writer.audio_left_out
     except BaseException as e:
         signals.stopping()   # a second stop signal must not cut this cleanup short

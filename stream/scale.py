@@ -459,7 +459,7 @@ class RayCluster:
                 result = _failure(e)
             result.key = key
             done.append(result)
-            if result.stats is not None:   # its last reports may still be on their way to the tally
+            if result.stats is not None and key[1] != JOIN:   # a render's last reports may still be on their way
                 self._tally.report.remote(key, result.stats.frames)
         self._shown = _show(self.bar, self._shown, ray.get(self._tally.total.remote()))   # after those, in order
         return done
@@ -522,6 +522,8 @@ def render_many(inputs: Sequence[PathLike], out_dir: PathLike, config: ManyConfi
                 dispatch.submit((i, 0), render_part, job.input, job.output, job.config, None)
             _collect(dispatch, jobs, results, parts_left, block=False)
         _collect(dispatch, jobs, results, parts_left, block=True)
+        if not any(r.error for r in results):   # a failed file's frames stay missing from the bar
+            bar.complete()
         wall_s = time.perf_counter() - start
     except BaseException:
         if dispatch is not None:

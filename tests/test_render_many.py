@@ -199,9 +199,11 @@ def test_ray_renders_the_files_and_a_split_one_exactly_as_renders_here(tmp_path,
     out = tmp_path / "out"
     code = main(["render-many", str(library / "a.mkv"), str(library / "b.mkv"), str(library / "long.mkv"),
                  "-o", str(out), "--keyframes", str(library.parent / "k.yaml"), "--codec", "ffv1", "--split", "0.25",
-                 "--ray", "-q"])
+                 "--ray"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    bar = captured.err.split("\r")[-1]    # the bar's last state: every frame once (a join adds none)
+    assert "out: 100%" in bar and "36/36 [" in bar, bar
     assert not (ray_markers / "raise-once").exists()       # the failure happened
     for name in ("a", "b", "long"):
         same_video(out / f"{name}.mkv", library.parent / "refs" / f"{name}.mkv")
