@@ -149,13 +149,13 @@ def run_live(args: argparse.Namespace) -> int:
 # --- render -----------------------------------------------------------------------------------
 
 def _size_wh(text: str) -> tuple[int, int]:
+    """``--size WxH`` of render: the live config's parse (configs.schema.size_wh), as an argparse type."""
+    from dynastream.configs.schema import ConfigError, size_wh
+
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, not {short_repr(text)}") from None
-    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
-        raise argparse.ArgumentTypeError(f"width and height must be from 1 to {MAX_SIDE}, not {short_repr(text)}")
-    return (w, h)
+        return size_wh(MAX_SIDE)(text, "size")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive(kind, high: float = math.inf):

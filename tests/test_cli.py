@@ -69,7 +69,7 @@ assert not hasattr(nets, "no_such_name")
     (["--scale", "inf"], "argument --scale: must be a finite number above 0 and at most 8, not 'inf'"),
     (["--fps", "1e400"], "argument --fps: must be a finite number above 0 and at most 1000"),
     (["--batch", "1000000"], "argument --batch: must be a finite number above 0 and at most 256"),
-    (["--size", "100000x100"], "argument --size: width and height must be from 1 to 8192, not '100000x100'"),
+    (["--size", "100000x100"], "argument --size: bad size '100000x100': use WIDTHxHEIGHT with numbers from 1 to 8192"),
     (["--crf", "nan"], "argument --crf: must be a finite number, not 'nan'"),
 ])
 def test_render_numbers_are_finite_and_bounded(capsys, args, message):
