@@ -209,8 +209,9 @@ def check_arch(kind: str, arch: Any, where: str) -> None:
             shape = f"a list of {length} whole numbers" if length else "a whole number"
             raise CheckpointError(f"{where}: arch.{key} must be {shape} from {lo} to {hi}, not {short_repr(value)}")
     if net == "stylenet":
-        if "output_norm" in arch and not isinstance(arch["output_norm"], bool):
-            raise CheckpointError(f"{where}: arch.output_norm must be true or false, not {short_repr(arch['output_norm'])}")
+        for flag in ("output_norm", "encoder_norm"):
+            if flag in arch and not isinstance(arch[flag], bool):
+                raise CheckpointError(f"{where}: arch.{flag} must be true or false, not {short_repr(arch[flag])}")
         if arch.get("output", "linear") not in STYLENET_OUTPUTS:
             raise CheckpointError(f"{where}: arch.output must be one of {', '.join(STYLENET_OUTPUTS)}, "
                                   f"not {short_repr(arch['output'])}")

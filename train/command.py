@@ -34,27 +34,32 @@ def run(config: Optional[str], sets: Sequence[str] = (), out: Optional[str] = No
 
 
 DISTILL_CONFIG = "distill-strength"   # the shipped config `dynastream distill` fills in
-DISTILL_STEPS = 1500                  # per phase: about 20 minutes on one core of the 2-core machine here
 
 
 def run_distill(style_image: str, steps: Optional[int] = None, out: Optional[str] = None, resume: bool = False,
-                sets: Sequence[str] = ()) -> int:
-    """A strength model of any picture: the shipped distillation config with the picture as the
-    arbitrary teacher's style at both objectives (strength 0.3 at α = 0, 1 at α = 1)."""
-    path = Path(style_image).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"style image {style_image} does not exist")
+                sets: Sequence[str] = (), to: Optional[str] = None) -> int:
+    """A model of any picture in the ``arbitrary`` net, whose main net starts as the arbitrary
+    teacher itself. Alone: a strength model (α = 0 the teacher at strength 0 with the training
+    photos' mean style vector, α = 1 the picture's full style). With ``to``: a morph (α = 0 the
+    picture, exactly the teacher given it; α = 1 the teacher given ``to``)."""
+    pictures = [Path(style_image).expanduser()] + ([Path(to).expanduser()] if to is not None else [])
+    for given, path in zip((style_image, to), pictures):
+        if not path.is_file():
+            raise ConfigError(f"style image {given} does not exist")
     raw = read_mapping(resolve_config_path(DISTILL_CONFIG))
-    name = f"distill-{path.stem}"
+    name = f"distill-{pictures[0].stem}" + (f"-to-{pictures[1].stem}" if to is not None else "")
     raw.update(name=name, out=f"runs/{name}")
-    for phase in ("main", "higher"):
-        raw["objectives"][phase]["style_image"] = str(path)
-    steps = DISTILL_STEPS if steps is None else steps
-    if steps < 1:
-        raise ConfigError(f"--steps must be at least 1, not {steps}")
-    raw["schedule"]["main"]["steps"] = raw["schedule"]["blocks"]["steps"] = steps
-    return _train(raw, f"dynastream distill {style_image}", sets, out, resume, again=f"{style_image} ",
-                  command="distill")
+    if to is None:
+        raw["objectives"]["main"]["style_image"] = raw["objectives"]["higher"]["style_image"] = str(pictures[0])
+    else:
+        raw["objectives"]["main"] = {"teacher": "arbitrary", "style_image": str(pictures[0]), "strength": 1.0}
+        raw["objectives"]["higher"]["style_image"] = str(pictures[1])
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps must be at least 1, not {steps}")
+        raw["schedule"]["blocks"]["steps"] = steps
+    again = f"{style_image} " + (f"--to {to} " if to is not None else "")
+    return _train(raw, f"dynastream distill {style_image}", sets, out, resume, again=again, command="distill")
 
 
 def _train(raw: dict, source: str, sets: Sequence[str], out: Optional[str], resume: bool, again: str,

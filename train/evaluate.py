@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from dynastream.nets import DynamicNet
@@ -352,9 +353,10 @@ def target_from_record(record: dict, styles_dir: Optional[Path], phase: str):
     cfg = TeacherObjectiveConfig(
         teacher=teacher, model_dir=model_dir,
         style_image=style_image_path(style_image, styles_dir, phase) if style_image else None,
-        strength=float(record.get("strength", 1.0)),
+        strength=float(record.get("strength", 1.0)), photo_style=str(record.get("photo_style", "each")),
         style_weights=tuple(record["style_weights"]) if teacher == "multistyle26" else None)
-    return TeacherTarget(cfg)
+    vector = record.get("photo_style_vector")
+    return TeacherTarget(cfg, photo_vector=np.asarray(vector, dtype=np.float32) if vector is not None else None)
 
 
 def _teacher_at(x_nchw: torch.Tensor, main, side, cond_main, cond_side, t_abs: float) -> Optional[torch.Tensor]:

