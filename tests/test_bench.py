@@ -11,7 +11,8 @@ from dynastream.stream.bench import SeedBaseline, alpha_sequence
 
 def test_bench_quick_json_has_every_field(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "dynastream.stream", "bench", "--quick", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "dynastream.stream", "bench", "--quick", "--json", str(out),
+                           "--live-source-fps", "60"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(out.read_text())
@@ -41,6 +42,7 @@ def test_bench_quick_json_has_every_field(tmp_path):
     pipe = r["pipeline"]
     for name in ("render", "live"):
         assert name in pipe and ("skipped" in pipe[name] or pipe[name]["rows"])
+    assert all(row[4] == 60 for row in pipe["live"]["rows"]) and "paced at 60 fps" in pipe["live"]["notes"][0]
     assert r["host_peak_rss_mb_process"] > 0
     # the human-readable tables went to stdout, with the baseline row and the ratio column
     assert "BASELINE (seed loop)" in proc.stdout and "x baseline" in proc.stdout
@@ -50,6 +52,8 @@ def test_bench_markdown_tables_and_bad_options(run_cli):
     proc = run_cli("bench", "--quick", "--markdown", "--no-pipeline", "--batch", "1")
     assert proc.returncode == 0, proc.stderr
     assert "| --- |" in proc.stdout and "| cpu | 64x48 | BASELINE (seed loop) |" in proc.stdout
+    proc = run_cli("bench", "--quick", "--live-source-fps", "0")
+    assert proc.returncode == 2 and "--live-source-fps must be from 1 to 1000, not 0" in proc.stderr
     proc = run_cli("bench", "--quick", "untrained:dcgan")
     assert proc.returncode == 2 and "bench measures style nets" in proc.stderr and "Traceback" not in proc.stderr
 
