@@ -65,8 +65,8 @@ def card_of(net, name: str, styles: list[str], device: str, eval_json: dict, eva
         "training_images": f"{prov['data']['images']} photos from `python -m dynastream.train.datasets fetch-demo` (data/demo/photos)",
         "loss_network": "none: teacher objectives (pixel L1, colour statistics, image gradients against the "
                         "teacher's cached outputs)",
-        "main_init": "multistyle26's weights at the main objective (net.init: teacher)"
-                     if cfg["net"].get("init") == "teacher" else "random",
+        "main_init": f"the {cfg['objectives']['main']['teacher']} teacher's weights at the main objective "
+                     "(net.init: teacher)" if cfg["net"].get("init") == "teacher" else "random",
         "objectives": objectives,
         "teacher_cache": cache,
         "wall_time_s": prov["seconds"],

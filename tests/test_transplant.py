@@ -104,6 +104,9 @@ def test_a_morph_trained_from_the_teacher_is_the_teacher_at_alpha_zero(tmp_path,
     assert float((at0 - teacher(rng_image, Multistyle26Teacher.weights(19, None))).abs().max()) < 1e-4
     assert not torch.allclose(at1, at0)
     assert net.meta["provenance"]["steps"] == {"main": 0, "higher": 3}
+    caches = net.meta["provenance"]["teacher_cache"]   # a main net that trains no steps needs no teacher outputs
+    assert caches["main"]["folder"] is None and caches["main"]["computed"] == 0 and caches["higher"]["computed"] == 3
+    assert len(list((tmp_path / "cache").iterdir())) == 1
     # the eval sheet: each image's row of the model over the teacher's row at the same objectives
     from PIL import Image
 

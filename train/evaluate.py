@@ -64,11 +64,20 @@ class EvalResult:
         return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header] + rows)
 
 
-def style_image_path(recorded: str, styles_dir: Optional[Path], objective: str) -> str:
+def style_image_path(recorded: str, styles_dir: Optional[Path], objective: str, sha256: Optional[str] = None) -> str:
+    """The file of that name in ``styles_dir``, else the recorded style image, else the zoo's
+    ``styles/`` file of that name whose SHA-256 is the recorded one (the zoo's models were trained
+    from the images shipped there)."""
+    from dynastream.nets.checkpoint import ZOO_DIR
+    from dynastream.train.lossnet import sha256_file
+
     if styles_dir is not None and (styles_dir / Path(recorded).name).is_file():
         return str(styles_dir / Path(recorded).name)
     if Path(recorded).is_file() or recorded.startswith("generated:"):
         return recorded
+    shipped = ZOO_DIR / "styles" / Path(recorded).name
+    if sha256 is not None and shipped.is_file() and sha256_file(shipped) == sha256:
+        return str(shipped)
     raise EvalError(f"the style image {recorded} of objective {objective} is not on this machine: pass --styles DIR "
                     "(python -m dynastream.train.datasets fetch-demo data/demo puts the demo styles in data/demo/styles)")
 
@@ -352,7 +361,8 @@ def target_from_record(record: dict, styles_dir: Optional[Path], phase: str):
     style_image = record.get("style_image")
     cfg = TeacherObjectiveConfig(
         teacher=teacher, model_dir=model_dir,
-        style_image=style_image_path(style_image, styles_dir, phase) if style_image else None,
+        style_image=style_image_path(style_image, styles_dir, phase, record.get("style_image_sha256"))
+        if style_image else None,
         strength=float(record.get("strength", 1.0)), photo_style=str(record.get("photo_style", "each")),
         style_weights=tuple(record["style_weights"]) if teacher == "multistyle26" else None)
     vector = record.get("photo_style_vector")

@@ -463,7 +463,7 @@ def train(cfg: StyleTrainConfig, out: Optional[Path] = None, *, resume: bool = F
         with d.first_then_rest():
             lossnet = load_lossnet(cfg.loss_net.source, d.device, progress=d.is_main) \
                 if cfg.objectives.needs_lossnet else None
-            caches = _fill_caches(cfg, d, out, targets)
+            caches = _fill_caches(cfg, d, out, targets, plan)
         return _run(cfg, d, run, plan, dataset, styles, caches, lossnet, ckpt, stop_at_step)
     finally:
         d.stop()
@@ -485,10 +485,15 @@ def _teacher_targets(cfg: StyleTrainConfig, plan: list[Phase]) -> dict[str, Teac
     return targets
 
 
-def _fill_caches(cfg: StyleTrainConfig, d: Distributed, out: Path, targets: dict[str, TeacherTarget]) -> dict:
-    """Phase -> its teacher cache (folder, key, description, timings), computed where missing."""
+def _fill_caches(cfg: StyleTrainConfig, d: Distributed, out: Path, targets: dict[str, TeacherTarget],
+                 plan: list[Phase]) -> dict:
+    """Phase -> its teacher cache (folder, key, description, timings), computed where missing. A phase
+    that trains no steps (a main net transplanted from its teacher) needs none: its entry has
+    ``folder`` None. Phases that run their teacher online still train on the cached input crops,
+    which are decoded once instead of on every step."""
     if not targets:
         return {}
+    needs_outputs = {ph.name: ph.steps > 0 for ph in plan if ph.name in targets}
     root = Path(cfg.data.teacher_cache).expanduser() if cfg.data.teacher_cache else out / "teacher-cache"
     crops = CropDataset(cfg.data.folder, cfg.data.teacher_crop_size, cfg.data.crop_scale)
     caches: dict = {}
@@ -499,6 +504,10 @@ def _fill_caches(cfg: StyleTrainConfig, d: Distributed, out: Path, targets: dict
                                  "seed": cfg.seed}}
         key = teacher_cache.cache_key(description)
         slug = target.cfg.teacher if target.cfg.teacher in ("arbitrary", "multistyle26") else Path(target.cfg.teacher).stem
+        if not needs_outputs[phase]:
+            caches[phase] = {"folder": None, "key": key, "description": description,
+                             "computed": 0, "reused": 0, "seconds": 0.0}
+            continue
         folder = root / f"{slug}-{key}"
         done = teacher_cache.fill(folder, description, cfg.data.teacher_crops, crops, cfg.seed, target,
                                   progress=d.is_main, desc=f"teacher {slug} for {phase}")
@@ -508,7 +517,7 @@ def _fill_caches(cfg: StyleTrainConfig, d: Distributed, out: Path, targets: dict
 
 def _phase_data(cfg: StyleTrainConfig, d: Distributed, dataset: CropDataset, ph: Phase, caches: dict, step: int):
     """The batches of one phase from global ``step`` on: photo crops, or (photo, teacher) sub-crop pairs."""
-    if ph.name in caches:
+    if ph.name in caches and caches[ph.name]["folder"] is not None:
         x_u8, y_u8 = teacher_cache.load(Path(caches[ph.name]["folder"]), cfg.data.teacher_crops)
         pairs = teacher_cache.CachedCrops(x_u8, y_u8, cfg.data.image_size)
         return batches(pairs, cfg.data.batch_size, cfg.seed, start_step=step, rank=d.rank, world=d.world,
