@@ -13,7 +13,7 @@ from dynastream.nets.errors import CheckpointError
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 UNTRAINED_PREFIX = "untrained:"
-DEFAULT_MODEL = "fast-blue-to-red"   # the zoo model live and render use unless told otherwise
+DEFAULT_MODEL = "arbitrary-elephants-to-firstgeneration"   # the zoo model live and render use unless told otherwise
 UNTRAINED = {  # name -> (kind, preset, mode); random weights, seeded, for tests, benchmarks and demos
     "untrained:lite": ("style", "lite", "normal"),
     "untrained:lite-dual": ("style", "lite", "dual"),

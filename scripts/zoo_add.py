@@ -2,6 +2,7 @@
 
     python scripts/zoo_add.py runs/fast-blue-to-red/fast-blue-to-red.pt \\
         --description "..." --license "..." --style "A: ..." --style "B: ..."
+    python scripts/zoo_add.py flicker NAME docs/flicker/CLIP-NAME.json ...   # `eval --video` numbers into the card
 
 Writes the checkpoint to nets/zoo/NAME.pt with fp16 weights (as every zoo file), runs ``dynastream eval`` against its teacher on the
 held-out photos (docs/zoo/NAME.eval.json and the preview sheet docs/zoo/NAME.jpg: each row of the
@@ -86,7 +87,48 @@ def card_of(net, name: str, styles: list[str], device: str, eval_json: dict, eva
     }
 
 
+def flicker_of(paths: list[Path]) -> dict:
+    """The card's flicker block from ``dynastream eval --video ... --json`` files (docs/flicker/)."""
+    out = {}
+    for path in paths:
+        r = json.loads(path.read_text())
+        row = {"alphas": r["alphas"], "frames": r["frames"], "size": "x".join(map(str, r["size_wh"])),
+               "flow": r["flow"], "warp_error_input": round(r["input"]["warp_error"], 7),
+               "per_detail_x_input": rounded([o["per_detail_vs_input"] for o in r["outputs"]["net"]], 2),
+               "sharpness": rounded([o["sharpness"] for o in r["outputs"]["net"]], 2),
+               "json": str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)}
+        if r["outputs"].get("stabilized"):
+            row.update(stabilizer=r["stabilizer"],
+                       stabilized_per_detail_x_input=rounded([o["per_detail_vs_input"] for o in r["outputs"]["stabilized"]], 2),
+                       stabilized_sharpness=rounded([o["sharpness"] for o in r["outputs"]["stabilized"]], 2))
+        out[Path(r["clip"]).stem] = row
+    return out
+
+
+def write_index(models: list) -> Path:
+    index = ZOO_DIR / "zoo.yaml"
+    with atomic_open(index, "w") as f:
+        f.write(HEADER + yaml.safe_dump({"models": models}, sort_keys=False, allow_unicode=True, width=110))
+    return index
+
+
+def add_flicker(argv) -> int:
+    """``zoo_add.py flicker NAME JSON...``: put the flicker numbers into NAME's card."""
+    p = argparse.ArgumentParser(prog="zoo_add.py flicker")
+    p.add_argument("name")
+    p.add_argument("jsons", nargs="+", type=Path)
+    args = p.parse_args(argv)
+    models = (yaml.safe_load((ZOO_DIR / "zoo.yaml").read_text()) or {}).get("models", [])
+    entry = next(m for m in models if m["name"] == args.name)
+    entry["card"]["flicker"] = flicker_of([j.resolve() for j in args.jsons])
+    print(f"wrote {write_index(models)} ({args.name}: flicker on {', '.join(entry['card']['flicker'])})")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["flicker"]:
+        return add_flicker(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--description", required=True)
@@ -117,15 +159,14 @@ def main(argv=None) -> int:
              "preset": preset, "alpha_range": list(net.alpha_range),
              "size_bytes": os.path.getsize(target), "description": args.description, "license": args.license,
              "card": card_of(net, name, args.style, args.device, eval_json, eval_s)}
-    index = ZOO_DIR / "zoo.yaml"
-    models = (yaml.safe_load(index.read_text()) or {}).get("models", [])
+    models = (yaml.safe_load((ZOO_DIR / "zoo.yaml").read_text()) or {}).get("models", [])
     at = next((i for i, m in enumerate(models) if m["name"] == name), None)
     if at is None:
         models.insert(0, entry)   # a new model comes first (`dynastream models` lists the index in order)
     else:
+        entry["card"].update({k: v for k, v in models[at]["card"].items() if k == "flicker"})
         models[at] = entry
-    with atomic_open(index, "w") as f:
-        f.write(HEADER + yaml.safe_dump({"models": models}, sort_keys=False, allow_unicode=True, width=110))
+    index = write_index(models)
     print(f"wrote {target}, {index} ({name}), docs/zoo/{name}.eval.json and docs/zoo/{name}.jpg")
     return 0
 

@@ -69,15 +69,15 @@ def test_a_map_scales_each_sample_of_a_batch_on_its_own():
 
 def test_half_white_half_black_map_gives_alpha1_left_and_alpha0_right(tmp_path):
     """Instance norm after each site normalises over the whole picture, so a half cannot equal the
-    uniform render exactly: away from the seam each half is far closer to its own α's render. (The
-    lite net; a fast net has norms after more of its sites and is less local: see README.)"""
+    uniform render exactly: away from the seam each half is far closer to its own α's render (the
+    zoo's strength model: about 4x on the α = 1 side, 3x on the α = 0 side; see README)."""
     h, w, seam = 96, 160, 80
     src = tmp_path / "in.png"
     cv2.imwrite(str(src), cv2.cvtColor(pattern_frame(3, h, w), cv2.COLOR_RGB2BGR))
     spec = str(half_map(tmp_path / "half.png", h, w))
     outs = {}
     for name, alpha, alpha_map in (("one", 1.0, None), ("zero", 0.0, None), ("map", 1.0, spec)):
-        render(src, tmp_path / f"{name}.png", RenderConfig(model="lite-elephants-strength", alpha=alpha,
+        render(src, tmp_path / f"{name}.png", RenderConfig(model="arbitrary-elephants-strength", alpha=alpha,
                                                            alpha_map=alpha_map))
         outs[name] = cv2.imread(str(tmp_path / f"{name}.png")).astype(np.int32)
     left, right = slice(0, seam - 24), slice(seam + 24, w)
@@ -87,7 +87,7 @@ def test_half_white_half_black_map_gives_alpha1_left_and_alpha0_right(tmp_path):
 
     assert dist("one", "zero", left) > 20 and dist("one", "zero", right) > 20    # α shows on both sides
     assert dist("map", "one", left) < 0.5 * dist("map", "zero", left)
-    assert dist("map", "zero", right) < 0.25 * dist("map", "one", right)
+    assert dist("map", "zero", right) < 0.4 * dist("map", "one", right)
 
 
 def two_maps(h: int, w: int) -> np.ndarray:
@@ -213,7 +213,10 @@ def test_render_with_a_map_and_a_batch_matches_batch_1(tmp_path):
                               device="cpu", video=VideoOptions("ffv1"))
         assert render(src, out, config).frames == 6
         outs.append(read_frames(out)[0])
-    assert all(np.array_equal(a, b) for a, b in zip(*outs))
+    # the same maths; oneDNN may sum a batch of 3 in another order, which can move a value across a
+    # rounding boundary of the 8-bit output (1 level, on 0.02 % of the values with the default model)
+    for a, b in zip(*outs):
+        assert int(np.abs(a.astype(int) - b).max()) <= 1 and float((a != b).mean()) < 1e-3
 
 
 def test_live_with_a_black_map_is_the_main_net(tmp_path):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,9 +14,24 @@ DCGAN_CARD_KEYS = {"subsets", "training_steps", "image_size", "wall_time_s", "de
 
 
 def test_zoo_ships_the_promised_models():
-    assert {e.preset for e in ENTRIES if e.kind == "style"} >= {"lite", "paper"}
+    assert {e.preset for e in ENTRIES if e.kind == "style"} >= {"arbitrary", "fast"}
+    assert {e.mode for e in ENTRIES if e.kind == "style"} == {"normal", "dual"}
     assert any(e.kind == "dcgan" for e in ENTRIES)
     assert sum((ZOO_DIR / e.file).stat().st_size for e in ENTRIES) < 30e6
+
+
+def test_every_style_image_of_a_zoo_model_ships_with_it():
+    """The ``arbitrary-*`` models name their style images; each is in nets/zoo/styles/, byte for byte."""
+    from dynastream.train.lossnet import sha256_file
+
+    named = 0
+    for entry in ENTRIES:
+        for record in (nets.load(entry.name).meta["objectives"] or {}).values():
+            if isinstance(record, dict) and record.get("style_image_sha256"):
+                shipped = ZOO_DIR / "styles" / Path(record["style_image"]).name
+                assert shipped.is_file() and sha256_file(shipped) == record["style_image_sha256"], (entry.name, shipped)
+                named += 1
+    assert named >= 3
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
