@@ -42,7 +42,7 @@ def _read_graph(path: Path):
 def multistyle26_arrays(folder: Path) -> dict[str, np.ndarray]:
     """The initializers of multistyle26.onnx by name (conv ``.w``, norm ``.norm.gamma``/``.beta``)."""
     graph = _read_graph(Path(folder) / FILES["multistyle26"]["net"])
-    from onnx import numpy_helper   # importable: _read_graph has read the file with onnx
+    from onnx import numpy_helper  # importable: _read_graph has read the file with onnx
 
     return {i.name: numpy_helper.to_array(i) for i in graph.initializer}
 
