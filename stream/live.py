@@ -91,7 +91,7 @@ class LiveConfig:
     """configs/live.yaml, one field a key (``stream.config`` reads it, flags over it)."""
 
     source: Optional[str] = option(None, parse=_source)   # None: camera 0, else the demo clip
-    models: tuple[str, ...] = option((DEFAULT_MODEL, "arbitrary-elephants-strength"), key="model",
+    models: tuple[str, ...] = option((DEFAULT_MODEL, "arbitrary-dual-mouse-elephants-firstgeneration"), key="model",
                                      parse=_models)       # `m` cycles through these, then the zoo's
     device: str = "auto"
     precision: str = "auto"
