@@ -15,6 +15,8 @@ import cv2
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
+from dynastream import nets
+from dynastream.nets.checkpoint import DEFAULT_MODEL
 from tests.browser import Chromium, need_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,11 +81,12 @@ def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_p
     assert "Traceback" not in err
     summary = out.strip().splitlines()[-1]
     assert "osc 1 messages taken, 2 refused" in summary and "web 1 messages taken, 0 refused" in summary, summary
-    assert "last alpha res3_in 0.90 up1_norm 0.50 up2_norm 0.50 act_in 0.10" in summary, summary
+    expected = {**{site: 0.5 for site in nets.load(DEFAULT_MODEL).sites}, "res3_in": 0.9, "act_in": 0.1}
+    assert "last alpha " + " ".join(f"{s} {v:.2f}" for s, v in expected.items()) in summary, summary
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["inputs"]["osc"]["taken"] == 1 and stats["inputs"]["osc"]["refused"] == 2
     assert stats["inputs"]["web"] == {"taken": 1, "refused": 0}
-    assert stats["alpha_last"] == {"res3_in": 0.9, "up1_norm": 0.5, "up2_norm": 0.5, "act_in": 0.1}
+    assert stats["alpha_last"] == expected
     assert stats["sinks"]["web"]["sent"] > 0 and stats["sinks"]["web"]["failed"] is False
     assert stats["ended_by"] == "Ctrl-C"
 
