@@ -544,7 +544,7 @@ def evaluate_video(net: DynamicNet, frames: Sequence, *, clip: str = "", alphas:
             strip_rows = [[frames[t] for t in window], *strip_of(ys)]
         if stabilizer is not None:
             stab = stabilizer()
-            settings = {"strength": stab.strength, "flow": f"DIS ultrafast at {stab.flow_longer_side} px"}
+            settings = {"strength": stab.strength, "flow": f"DIS medium at {stab.flow_longer_side} px"}
             for x, y in zip(frames, ys):
                 stab.apply(x, y)      # in place, in order
             outputs["stabilized"].append(temporal.stability(ys, pairs, g_in))
