@@ -373,48 +373,52 @@ def render_video(input_path: Path, output_path: Path, net, track: Track, config:
                                    name="render-encode", daemon=True)
         decoder.start()
         encoder.start()
-        while True:
-            signals.raise_if_requested()
-            batch.clear()
-            rgbs.clear()
-            while len(batch) < b:
-                frame = ring_in.acquire_read(timeout=0.2)
-                if frame is None:
-                    if errors or ring_in.drained:
-                        break
-                    continue
-                batch.append(frame)
-            if errors:
-                raise errors[0]
-            if not batch:
-                if decode_errors:
-                    raise decode_errors[0]
-                break
-            for i, frame in enumerate(batch):
-                track.alpha_into(alpha_bs[i], t=frame.time_s, frame=frame.index, fps=source.fps)
-                if alpha_map is not None:
-                    alpha_map.map_into(maps_bhw[i], frame.time_s, frame.index)
-                rgbs.append(frame.rgb_hwc_u8)
-            t0 = time.perf_counter()
-            out_bhwc_u8 = engine.run(rgbs, alpha_bs) if alpha_map is None else engine.run(rgbs, alpha_bs, maps_bhw)
-            stats.infer_s += time.perf_counter() - t0
-            for i, frame in enumerate(batch):
-                slot = None
-                while slot is None:
-                    slot = ring_out.acquire_write(timeout=0.2)
-                    if slot is None and (errors or ring_out.closed):
-                        raise errors[0] if errors else RenderError("the encoder stopped early")
-                slot.rgb_hwc_u8[...] = out_bhwc_u8[i]
-                if stabilizer is not None:
-                    stabilizer.apply(frame.rgb_hwc_u8, slot.rgb_hwc_u8)
-                slot.copy_meta_from(frame)
-                slot.alpha[:] = alpha_bs[i]
-                ring_out.commit(slot)
-                ring_in.release(frame)
-            bar.update(len(batch))
-            if frames_done is not None:
-                frames_done(len(batch))
-            batch.clear()
+        with signals.deferred():   # a stop signal raises at the loop's polls, never inside a ring's lock
+            while True:
+                signals.raise_if_requested()
+                batch.clear()
+                rgbs.clear()
+                while len(batch) < b:
+                    frame = ring_in.acquire_read(timeout=0.2)
+                    if frame is None:
+                        if errors or ring_in.drained:
+                            break
+                        signals.raise_if_requested()
+                        continue
+                    batch.append(frame)
+                if errors:
+                    raise errors[0]
+                if not batch:
+                    if decode_errors:
+                        raise decode_errors[0]
+                    break
+                for i, frame in enumerate(batch):
+                    track.alpha_into(alpha_bs[i], t=frame.time_s, frame=frame.index, fps=source.fps)
+                    if alpha_map is not None:
+                        alpha_map.map_into(maps_bhw[i], frame.time_s, frame.index)
+                    rgbs.append(frame.rgb_hwc_u8)
+                t0 = time.perf_counter()
+                out_bhwc_u8 = engine.run(rgbs, alpha_bs) if alpha_map is None else engine.run(rgbs, alpha_bs, maps_bhw)
+                stats.infer_s += time.perf_counter() - t0
+                for i, frame in enumerate(batch):
+                    slot = None
+                    while slot is None:
+                        slot = ring_out.acquire_write(timeout=0.2)
+                        if slot is None and (errors or ring_out.closed):
+                            raise errors[0] if errors else RenderError("the encoder stopped early")
+                        if slot is None:
+                            signals.raise_if_requested()
+                    slot.rgb_hwc_u8[...] = out_bhwc_u8[i]
+                    if stabilizer is not None:
+                        stabilizer.apply(frame.rgb_hwc_u8, slot.rgb_hwc_u8)
+                    slot.copy_meta_from(frame)
+                    slot.alpha[:] = alpha_bs[i]
+                    ring_out.commit(slot)
+                    ring_in.release(frame)
+                bar.update(len(batch))
+                if frames_done is not None:
+                    frames_done(len(batch))
+                batch.clear()
         ring_out.close()
         encoder.join()
         if errors:

@@ -8,7 +8,9 @@ the SSH session went away) all end a command, in one of three phases:
 * **running** (``graceful``: a file is being written, or the live loop runs): the first signal
   raises ``KeyboardInterrupt`` (``Interrupted`` for SIGTERM/SIGHUP) in the main thread, so the
   cleanup of Ctrl-C runs: temporary files removed, a live take finished. Loops also call
-  ``raise_if_requested``, in case a library swallowed that exception.
+  ``raise_if_requested``, in case a library swallowed that exception. Inside ``deferred`` (a
+  render's frame loop, whose threads share locks with it) the signal is only recorded and that
+  call raises it.
 * **stopping** (``stopping``: the cleanup has begun): further signals are ignored, so they cannot
   cut it short.
 
@@ -28,6 +30,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 Phase = Literal["starting", "running", "stopping"]
 _phase: Phase = "running"      # outside ``stop_signals`` (a library caller) nothing exits early
 _requested = 0                 # the stop signal received while running, 0 for none
+_deferred = False              # inside ``deferred``: a stop signal is recorded, raised at a safe point
 
 
 class Interrupted(KeyboardInterrupt):
@@ -70,6 +73,21 @@ def raise_if_requested() -> None:
 
 
 @contextmanager
+def deferred() -> Iterator[None]:
+    """Inside the block a stop signal only records itself, and the block's loop raises it where it
+    is safe (``raise_if_requested``, polled at least every few hundred milliseconds). A handler's
+    exception can land anywhere, between a lock's acquire and its ``with`` block too, and leave the
+    lock held: a render hung so, its decoder thread waiting for good on a frame-ring lock that the
+    main thread kept while it joined that thread."""
+    global _deferred
+    before, _deferred = _deferred, True
+    try:
+        yield
+    finally:
+        _deferred = before
+
+
+@contextmanager
 def stop_signals() -> Iterator[None]:
     """Handle the stop signals as above while the block runs (main thread only)."""
     global _phase, _requested
@@ -99,6 +117,8 @@ def _handle(signum: int, frame) -> None:
     if _phase == "starting":
         _exit_now(signum)
     _requested = signum
+    if _deferred:
+        return
     raise _interrupt(signum)
 
 

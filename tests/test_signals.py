@@ -81,7 +81,11 @@ def test_render_keep_partial_on_sigterm_keeps_what_was_rendered(tmp_path, long_c
     # the progress bar says when frames were rendered (a loaded machine may take seconds for the first)
     wait_for(lambda: re.search(r"\| *[1-9]\d*/240", "".join(chunks)), proc)
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=90)
+    try:
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:   # hung: do not leave it running after the test
+            proc.kill()
     reader.join(timeout=10)
     err = "".join(chunks).replace("\r", "\n")
     assert proc.returncode == 143 and "Traceback" not in err, err
@@ -142,3 +146,21 @@ def test_a_signal_during_live_start_up_ends_in_one_line(tmp_path, sig, delay_s):
         how = "interrupted" if sig == signal.SIGINT else f"stopped by {signal.Signals(sig).name}"
         assert proc.returncode == 128 + sig and err.strip() == f"dynastream: {how}", err
     assert dot_files(tmp_path) == []
+
+
+def test_a_stop_signal_inside_deferred_waits_for_the_loops_poll():
+    """Inside ``signals.deferred`` (a render's frame loop) a stop signal is only recorded and the
+    loop's ``raise_if_requested`` raises it: a handler's exception could otherwise land between a
+    ring lock's acquire and its ``with`` block and keep the lock (a render hung so on SIGTERM)."""
+    import os
+
+    from dynastream.stream import signals as sig
+
+    with sig.stop_signals():
+        sig.graceful()
+        with sig.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)                      # the handler has run: nothing raised here
+            with pytest.raises(sig.Interrupted, match="SIGTERM"):
+                sig.raise_if_requested()
+        assert not sig._deferred
