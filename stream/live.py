@@ -252,7 +252,8 @@ class LivePipeline:
         ended_by = "error"
         signals.graceful()
         try:
-            ended_by = self._main_loop()
+            with signals.deferred():   # raised at the loop's poll (every 10-100 ms), never inside a lock
+                ended_by = self._main_loop()
         except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP (stream.signals): end as on q
             ended_by = signals.describe(e)
         finally:
