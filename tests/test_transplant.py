@@ -270,6 +270,18 @@ def test_the_arbitrary_net_with_the_teachers_weights_is_its_transformer_in_float
         load_arbitrary(StyleNet(PRESETS["fast"]), arrays, vector)
 
 
+def test_an_arbitrary_teacher_file_of_another_shape_is_one_sentence(tmp_path):
+    from dynastream.train.teachers import TeacherError
+    from tests import teachers as tiny
+
+    tiny.arbitrary(tmp_path)   # the interface of the arbitrary pair, not its layers
+    with pytest.raises(TeacherError, match="has no layer transformer/contract/conv1/ of the expected form"):
+        arbitrary_arrays(tmp_path)
+    (tmp_path / "arbitrary_transform.onnx").write_bytes(b"not onnx")
+    with pytest.raises(TeacherError, match="cannot read"):
+        arbitrary_arrays(tmp_path)
+
+
 def test_an_arbitrary_morph_starts_as_the_transplant_and_round_trips(tmp_path, rng_image):
     from dynastream.train.data import load_style_image
 

@@ -116,7 +116,7 @@ def arbitrary_arrays(folder: Path) -> dict[str, np.ndarray]:
 
     def conv_of(prefix: str):
         hits = [n for name, n in convs.items() if name.startswith(prefix)]
-        if len(hits) != 1 or not all(i in consts for i in hits[0].input[1:3]):
+        if len(hits) != 1 or len(hits[0].input) < 3 or not all(i in consts for i in hits[0].input[1:3]):
             raise TeacherError(f"init: teacher: the arbitrary transformer file has no layer {prefix} "
                                "of the expected form")
         return consts[hits[0].input[1]], consts[hits[0].input[2]]
