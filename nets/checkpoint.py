@@ -42,7 +42,7 @@ MAX_ALPHA_MAGNITUDE = 100.0
 MAX_TENSORS = 10_000
 ARCH_LIMITS = {  # arch field -> (lowest, highest): the paper net has widths 128 and 5 blocks
     "encoder_widths": (1, 1024), "decoder_widths": (1, 1024), "n_res": (3, 64),
-    "nz": (1, 4096), "ngf": (1, 512), "ndf": (1, 512), "nc": (1, 4),
+    "nz": (1, 4096), "ngf": (1, 512), "ndf": (1, 512), "nc": (1, 4), "frame_style": (0, 4096),
 }
 ARCH_FIELDS = {"stylenet": {"encoder_widths": 3, "decoder_widths": 2, "n_res": None},
                "dcgan": {"nz": None, "ngf": None, "ndf": None, "nc": None}}   # field -> list length (None: one int)
@@ -212,6 +212,12 @@ def check_arch(kind: str, arch: Any, where: str) -> None:
         for flag in ("output_norm", "encoder_norm"):
             if flag in arch and not isinstance(arch[flag], bool):
                 raise CheckpointError(f"{where}: arch.{flag} must be true or false, not {short_repr(arch[flag])}")
+        size, (lo, hi) = arch.get("frame_style", 0), ARCH_LIMITS["frame_style"]
+        if not isinstance(size, int) or isinstance(size, bool) or not lo <= size <= hi:
+            raise CheckpointError(f"{where}: arch.frame_style must be a whole number from {lo} to {hi}, "
+                                  f"not {short_repr(size)}")
+        if size and not arch.get("output_norm", False):
+            raise CheckpointError(f"{where}: arch.frame_style needs arch.output_norm true")
         if arch.get("output", "linear") not in STYLENET_OUTPUTS:
             raise CheckpointError(f"{where}: arch.output must be one of {', '.join(STYLENET_OUTPUTS)}, "
                                   f"not {short_repr(arch['output'])}")

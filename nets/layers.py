@@ -1,5 +1,7 @@
 """Building blocks of the Johnson et al. transformer net, as in pytorch/examples fast_neural_style."""
 
+from typing import Callable, Optional
+
 import torch
 from torch import nn
 
@@ -19,17 +21,24 @@ class ConvLayer(nn.Module):
 class ResidualBlock(nn.Module):
     """conv3x3-IN-ReLU-conv3x3-IN plus identity (He et al. 2016, as used by Johnson et al. 2016)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, affine: bool = True):
         super().__init__()
         self.conv1 = ConvLayer(channels, channels, 3)
-        self.in1 = nn.InstanceNorm2d(channels, affine=True)
+        self.in1 = nn.InstanceNorm2d(channels, affine=affine)
         self.conv2 = ConvLayer(channels, channels, 3)
-        self.in2 = nn.InstanceNorm2d(channels, affine=True)
+        self.in2 = nn.InstanceNorm2d(channels, affine=affine)
         self.relu = nn.ReLU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.relu(self.in1(self.conv1(x)))
-        return x + self.in2(self.conv2(y))
+    def forward(self, x: torch.Tensor, affine: Optional[tuple] = None, scale: Optional[Callable] = None) -> torch.Tensor:
+        """``affine``: the scale and shift of in1 and of in2 for norms made without their own (a
+        conditional instance norm, Dumoulin et al. 2017), applied as ``scale(y, affine, index)``."""
+        y = self.in1(self.conv1(x))
+        if affine is not None:
+            y = scale(y, affine, 0)
+        y = self.in2(self.conv2(self.relu(y)))
+        if affine is not None:
+            y = scale(y, affine, 1)
+        return x + y
 
 
 class UpsampleConv(nn.Module):

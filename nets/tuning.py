@@ -9,7 +9,9 @@ of a batch may carry its own α.
 α may also vary over the picture: an optional α map ``(B or 1, 1, H, W)`` (at the input's size for a
 style net, at the output's for a DCGAN) multiplies α per pixel. Each site sees the map averaged over
 the cells its features cover (``site_strides``), so a site at 1/4 resolution gets the 4x4 area mean.
-A map of ones gives exactly the output without a map.
+A map of ones gives exactly the output without a map (up to float rounding where a frame-conditioned
+style net's ``style`` site is tuned: that one vector per picture is tuned per pixel through the norms
+it conditions, ``StyleNet._affine``).
 """
 
 from typing import Iterator, Literal, Optional, Sequence, Union
@@ -20,7 +22,7 @@ from torch import nn
 
 from dynastream.nets.dcgan import DCGANConfig, DCGANGenerator
 from dynastream.nets.layers import ConvLayer
-from dynastream.nets.stylenet import PRESETS, STYLE_SITES, StyleNet, StyleNetConfig
+from dynastream.nets.stylenet import PRESETS, STYLE_SITES, VECTOR_SITES, StyleNet, StyleNetConfig
 
 Mode = Literal["normal", "dual"]
 Group = Literal["main", "higher", "lower"]
@@ -47,6 +49,23 @@ class TuningBlock(nn.Module):
         return self.conv3(self.relu(self.conv2(self.relu(self.conv1(x)))))
 
 
+class VectorTuningBlock(nn.Module):
+    """The tuning block of a vector site: a linear map plus a one-hidden-layer perceptron. The
+    linear part alone can carry a frame's own style vector to a fixed one (ψ(v) = s - v), which is
+    what the arbitrary teacher's strength does."""
+
+    def __init__(self, channels: int, hidden: Optional[int] = None):
+        super().__init__()
+        hidden = hidden or channels
+        self.linear = nn.Linear(channels, channels)
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+        self.relu = nn.ReLU()
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.linear(v) + self.fc2(self.relu(self.fc1(v)))
+
+
 class DynamicNet(nn.Module):
     """A main net plus tuning blocks at named sites.
 
@@ -69,9 +88,13 @@ class DynamicNet(nn.Module):
         self.sites: tuple[str, ...] = sites
         self.alpha_range: tuple[float, float] = tuple(alpha_range or DEFAULT_ALPHA_RANGE[mode])
         hidden = getattr(main, "site_hidden", {})
-        self.higher = nn.ModuleDict({s: TuningBlock(channels[s], hidden.get(s)) for s in sites})
-        self.lower = nn.ModuleDict({s: TuningBlock(channels[s], hidden.get(s)) for s in sites}) \
-            if mode == "dual" else None
+
+        def blocks() -> nn.ModuleDict:
+            return nn.ModuleDict({s: (VectorTuningBlock if s in VECTOR_SITES else TuningBlock)(channels[s], hidden.get(s))
+                                  for s in sites})
+
+        self.higher = blocks()
+        self.lower = blocks() if mode == "dual" else None
         self._site_index = {s: i for i, s in enumerate(sites)}
         self._main_frozen = False
         self.meta: dict = {}  # filled by nets.load: name, objectives, provenance, source path
@@ -124,8 +147,10 @@ class DynamicNet(nn.Module):
         pad = self.main.map_pad
         if pad:
             m = F.pad(m, (0, pad, 0, pad), mode="replicate")
-        strides = sorted({self.main.site_strides[s] for s in self.sites})
-        return {k: m if k == 1 else F.avg_pool2d(m, k, k) for k in strides}
+        strides = {self.main.site_strides[s] for s in self.sites}
+        if strides & {0}:   # a vector site: the strides of the norms it conditions
+            strides = (strides - {0}) | {self.main.norm_stride(n) for n in self.main.norm_channels}
+        return {k: m if k == 1 else F.avg_pool2d(m, k, k) for k in sorted(strides)}
 
     def forward(self, x: torch.Tensor, alpha: Alpha = 0.0, alpha_map: Optional[torch.Tensor] = None) -> torch.Tensor:
         a = self.alpha_matrix(alpha, x.shape[0], x)
@@ -134,6 +159,8 @@ class DynamicNet(nn.Module):
         def inject(site: str, y: torch.Tensor) -> torch.Tensor:
             if site not in self._site_index:   # a site of the main net that this net does not tune
                 return y
+            if y.dim() == 2:   # a vector site: one vector per picture; the main net applies the map
+                return self._tuned(site, y, a[:, self._site_index[site]].reshape(-1, 1))
             a_site = a[:, self._site_index[site]].reshape(-1, 1, 1, 1)
             if maps is not None:
                 m = maps[self.main.site_strides[site]]
@@ -141,12 +168,17 @@ class DynamicNet(nn.Module):
                     raise ValueError(f"an alpha map of {m.shape[-1]}x{m.shape[-2]} at site {site} is smaller "
                                      f"than its {y.shape[-1]}x{y.shape[-2]} features")
                 a_site = a_site * m[..., :y.shape[-2], :y.shape[-1]]     # (B, 1, h, w)
-            if self.mode == "dual":
-                return (y + torch.relu(a_site) * self.higher[site](y)
-                        + torch.relu(-a_site) * self.lower[site](y))
-            return y + a_site * self.higher[site](y)
+            return self._tuned(site, y, a_site)
 
+        if maps is not None and any(s in VECTOR_SITES for s in self.sites):
+            return self.main(x, inject, maps)
         return self.main(x, inject)
+
+    def _tuned(self, site: str, y: torch.Tensor, a_site: torch.Tensor) -> torch.Tensor:
+        if self.mode == "dual":
+            return (y + torch.relu(a_site) * self.higher[site](y)
+                    + torch.relu(-a_site) * self.lower[site](y))
+        return y + a_site * self.higher[site](y)
 
     def groups(self) -> tuple[Group, ...]:
         return ("main", "higher", "lower") if self.mode == "dual" else ("main", "higher")
