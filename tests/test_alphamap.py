@@ -70,14 +70,14 @@ def test_a_map_scales_each_sample_of_a_batch_on_its_own():
 def test_half_white_half_black_map_gives_alpha1_left_and_alpha0_right(tmp_path):
     """Instance norm after each site normalises over the whole picture, so a half cannot equal the
     uniform render exactly: away from the seam each half is far closer to its own α's render (the
-    zoo's strength model: about 4x on the α = 1 side, 3x on the α = 0 side; see README)."""
+    zoo's default morph: about 2.8x on the α = 1 side, 3.3x on the α = 0 side; see README)."""
     h, w, seam = 96, 160, 80
     src = tmp_path / "in.png"
     cv2.imwrite(str(src), cv2.cvtColor(pattern_frame(3, h, w), cv2.COLOR_RGB2BGR))
     spec = str(half_map(tmp_path / "half.png", h, w))
     outs = {}
     for name, alpha, alpha_map in (("one", 1.0, None), ("zero", 0.0, None), ("map", 1.0, spec)):
-        render(src, tmp_path / f"{name}.png", RenderConfig(model="arbitrary-elephants-strength", alpha=alpha,
+        render(src, tmp_path / f"{name}.png", RenderConfig(model=DEFAULT_MODEL, alpha=alpha,
                                                            alpha_map=alpha_map))
         outs[name] = cv2.imread(str(tmp_path / f"{name}.png")).astype(np.int32)
     left, right = slice(0, seam - 24), slice(seam + 24, w)

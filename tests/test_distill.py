@@ -91,8 +91,9 @@ def test_sub_crops_must_fit_in_the_cached_crops(teacher_dir, tmp_path):
 
 def test_the_shipped_distillation_config_loads():
     cfg = load_config(StyleTrainConfig, configs.path("train/distill-strength.yaml"))
-    assert cfg.objectives.main.teacher == "arbitrary" and cfg.net.preset == "arbitrary" and cfg.net.init == "teacher"
-    assert cfg.objectives.main.photo_style == "mean" and cfg.objectives.higher.interpolate
+    assert cfg.objectives.main.teacher == "arbitrary" and cfg.net.preset == "arbitrary-frame" and cfg.net.init == "teacher"
+    assert cfg.objectives.main.photo_style == "each" and cfg.objectives.higher.interpolate
+    assert cfg.net.predictor_from in {e.name for e in nets.zoo_entries()}
 
 
 # --- teachers ---------------------------------------------------------------------------------
@@ -240,6 +241,8 @@ def test_eval_against_the_teacher_reports_the_net_next_to_the_blend(trained, tea
     assert psnr_net[2] == psnr_blend[2] and psnr_net[4] == psnr_blend[4], "at the ends the blend is the net"
     assert all(v > 0 for v in psnr_net[2:]) and psnr_net[3] != psnr_blend[3]
     assert len(result["student_beats_blend"]["ssim"]) == 1     # alpha 0.5 (-0.5 is not measured)
+    photo = result["photo_psnr"]                               # how far net and teacher are from the photo
+    assert "photo dB net" in printed and all(v > 0 for v in photo["student"]) and photo["teacher"][1] is None
     from dynastream.train.evaluate import EvalError, evaluate_teacher
 
     with pytest.raises(EvalError, match="up to 32x32"):
@@ -267,11 +270,15 @@ def test_distill_command_makes_a_strength_model_or_a_morph_of_pictures(tmp_path,
     assert proc.returncode == 0, proc.stderr[-2000:]
     net = nets.load(str(out / "distill-my painting.pt"))
     objectives = net.meta["objectives"]
-    assert objectives["main"]["strength"] == 0.0 and objectives["main"]["photo_style"] == "mean"
+    assert objectives["main"]["strength"] == 0.0 and "photo_style" not in objectives["main"]   # each photo's own
     assert objectives["higher"]["strength"] == 1.0 and objectives["higher"]["style_image"] == str(picture.resolve())
-    assert net.main.config == nets.PRESETS["arbitrary"] and net.meta["provenance"]["steps"] == {"main": 0, "higher": 2}
+    assert net.main.config == nets.PRESETS["arbitrary-frame"] and net.meta["provenance"]["steps"] == {"main": 0, "higher": 2}
+    assert net.meta["provenance"]["predictor_fit"]["from"] == "arbitrary-frame-elephants-strength"
     assert run_cli("distill", picture, "--to", other, "--out", tmp_path / "morph", *small).returncode == 0
-    morph = nets.load(str(tmp_path / "morph" / "distill-my painting-to-b.pt")).meta["objectives"]
+    morph_net = nets.load(str(tmp_path / "morph" / "distill-my painting-to-b.pt"))
+    morph = morph_net.meta["objectives"]
     assert morph["main"]["style_image"] == str(picture.resolve()) and morph["higher"]["style_image"] == str(other.resolve())
+    assert morph_net.main.config == nets.PRESETS["arbitrary-frame"] and morph_net.sites == ("style",)
+    assert "predictor_fit" not in morph_net.meta["provenance"]   # both ends are fixed vectors
     bad = run_cli("distill", tmp_path / "none.jpg")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr

@@ -16,7 +16,6 @@ import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
 from dynastream import nets
-from dynastream.nets.checkpoint import DEFAULT_MODEL
 from tests.browser import Chromium, need_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +50,12 @@ def stop_live(proc: subprocess.Popen) -> tuple[str, str]:
     return out, err
 
 
+SITED_MODEL = "fast-blue-to-red"   # a model with several tuning sites (the default has one, on its style vector)
+
+
 def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_path):
     need_chromium()
-    proc, where = start_live(tmp_path, "--osc", "0", "--web", "0")
+    proc, where = start_live(tmp_path, "--model", SITED_MODEL, "--osc", "0", "--web", "0")
     try:
         osc = SimpleUDPClient("127.0.0.1", where["osc"])
         osc.send_message("/dynastream/site/res3_in", 0.9)        # taken
@@ -81,7 +83,7 @@ def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_p
     assert "Traceback" not in err
     summary = out.strip().splitlines()[-1]
     assert "osc 1 messages taken, 2 refused" in summary and "web 1 messages taken, 0 refused" in summary, summary
-    expected = {**{site: 0.5 for site in nets.load(DEFAULT_MODEL).sites}, "res3_in": 0.9, "act_in": 0.1}
+    expected = {**{site: 0.5 for site in nets.load(SITED_MODEL).sites}, "res3_in": 0.9, "act_in": 0.1}
     assert "last alpha " + " ".join(f"{s} {v:.2f}" for s, v in expected.items()) in summary, summary
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["inputs"]["osc"]["taken"] == 1 and stats["inputs"]["osc"]["refused"] == 2

@@ -119,3 +119,15 @@ def test_style_images(tmp_path):
         load_style_image(str(tmp_path / "bad.png"), 64)
     with pytest.raises(DataError, match="unknown generated style 'generated:plaid'"):
         load_style_image("generated:plaid", 64)
+
+
+def test_color_jitter_is_a_pure_function_of_the_crop_seed_and_stays_in_range():
+    from dynastream.train.data import CropDataset
+
+    plain = CropDataset("generated:shapes", 32)
+    jittered = CropDataset("generated:shapes", 32, color_jitter=0.3)
+    x, _ = plain[(1, 7)]
+    y, _ = jittered[(1, 7)]
+    assert torch.equal(y, jittered[(1, 7)][0])             # the same crop in the same light again
+    assert not torch.equal(y, jittered[(1, 8)][0])
+    assert 0 <= float(y.min()) and float(y.max()) <= 1 and (y - x).abs().mean() > 0.01

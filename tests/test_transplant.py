@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dynastream import nets
-from dynastream.configs.schema import from_dict
+from dynastream.configs.schema import ConfigError, from_dict
 from dynastream.nets import DynamicNet
 from dynastream.nets.checkpoint import ZOO_DIR, CheckpointError, check_arch
 from dynastream.nets.stylenet import PRESETS, StyleNet, StyleNetConfig, stylenet_macs_per_pixel
@@ -335,3 +335,76 @@ def test_photo_style_mean_gives_one_conditioning_that_a_net_can_copy_and_eval_re
     with pytest.raises(ConfigError, match="photo_style belong to the arbitrary teacher"):
         from_dict(StyleTrainConfig, {**raw, "objectives": {"main": {"teacher": "multistyle26", "style": 1,
                                                                     "photo_style": "mean"}}})
+
+
+def test_the_frame_conditioned_net_takes_the_whole_transformer_and_learns_each_photos_vector(tmp_path, rng_image):
+    """``arbitrary-frame`` holds the teacher's map from style vector to norm parameters: with its
+    predictor answering one vector it is the fixed transplant at that vector. ``init: teacher`` fits
+    the predictor to the teacher's vectors of jittered crops, so the main net leaves the mean vector
+    without a training step, and the fit is recorded."""
+    from dynastream.train.data import load_style_image
+    from dynastream.train.distill import mean_photo_vector
+
+    torch.set_num_threads(1)
+    teacher = load_teacher("arbitrary", threads=1)
+    arrays = arbitrary_arrays(model_dir("arbitrary", None))
+    vector = teacher.style_vector(load_style_image(str(ZOO_STYLES / "elephants.jpg"), None))
+    frame, fixed = StyleNet(PRESETS["arbitrary-frame"]).eval(), StyleNet(PRESETS["arbitrary"]).eval()
+    load_arbitrary(frame, arrays, vector)
+    load_arbitrary(fixed, arrays, vector)
+    with torch.no_grad():
+        assert float((frame(rng_image) - fixed(rng_image)).abs().max()) < 1e-5
+
+    raw = config(tmp_path, preset="arbitrary-frame", sites=["act_in", "style"])
+    raw["data"]["color_jitter"] = 0.3
+    raw["net"].update(predictor_crops=20, predictor_steps=30)
+    raw["objectives"] = {"main": {"teacher": "arbitrary", "style_image": "generated:stripes", "strength": 0.0},
+                         "higher": {"teacher": "arbitrary", "style_image": "generated:stripes", "interpolate": True}}
+    raw["schedule"].update(blocks={"steps": 1})
+    net = nets.load(str(train(from_dict(StyleTrainConfig, raw), tmp_path / "run"))).eval()
+    assert net.main.config == PRESETS["arbitrary-frame"] and net.sites == ("act_in", "style")
+    start = StyleNet(PRESETS["arbitrary-frame"]).eval()
+    load_arbitrary(start, arrays, mean_photo_vector(teacher, "generated:shapes"))
+    with torch.no_grad():
+        assert float((net(rng_image, 0.0) - start(rng_image)).abs().max()) > 1e-4
+    assert net.meta["objectives"]["higher"]["cache"]["crops"]["color_jitter"] == 0.3   # part of the cache key
+    fit = net.meta["provenance"]["predictor_fit"]
+    assert fit["crops"] == 20 and fit["held_out"] == 2 and fit["steps"] == 30 and fit["held_out_mse"] > 0
+    assert fit["fit_mse"] < fit["mean_vector_held_out_mse"] * 2   # a fit, at least on its own crops
+    from dynastream.train.session import RunError
+    raw["net"]["predictor_from"] = "arbitrary-elephants-to-firstgeneration"   # a fixed arbitrary net
+    with pytest.raises(RunError, match="is not a 100-number frame-conditioned arbitrary net"):
+        train(from_dict(StyleTrainConfig, raw), tmp_path / "run2")
+
+
+def test_a_style_sites_blocks_start_as_the_teachers_own_path(tmp_path, rng_image):
+    """The arbitrary teacher's strength mixes style vectors linearly, so a style site's block can be
+    that line exactly: a morph whose blocks train no steps is the float teacher at every α, and a
+    strength model's α = 1 is the style image's vector whatever the predictor reads."""
+    from dynastream.train.data import load_style_image
+
+    torch.set_num_threads(1)
+    teacher = load_teacher("arbitrary", threads=1)
+    arrays = arbitrary_arrays(model_dir("arbitrary", None))
+    a, b = (teacher.style_vector(load_style_image(f"generated:{n}", None)) for n in ("stripes", "waves"))
+    raw = config(tmp_path, preset="arbitrary-frame", sites=["style"])
+    raw["objectives"] = {"main": {"teacher": "arbitrary", "style_image": "generated:stripes"},
+                         "higher": {"teacher": "arbitrary", "style_image": "generated:waves"}}
+    raw["schedule"].update(blocks={"steps": 0})
+    net = nets.load(str(train(from_dict(StyleTrainConfig, raw), tmp_path / "morph"))).eval()
+    assert net.meta["provenance"]["style_blocks"]["higher"].startswith("the teacher's own path")
+    fixed = StyleNet(PRESETS["arbitrary"]).eval()
+    for alpha in (0.0, 0.5, 1.0):
+        load_arbitrary(fixed, arrays, (1 - alpha) * a + alpha * b)
+        with torch.no_grad():
+            assert float((net(rng_image, alpha) - fixed(rng_image)).abs().max()) < 1e-4, alpha
+
+    raw["objectives"]["main"] = {"teacher": "arbitrary", "style_image": "generated:waves", "strength": 0.0}
+    raw["net"].update(predictor_crops=10, predictor_steps=2)
+    strength = nets.load(str(train(from_dict(StyleTrainConfig, raw), tmp_path / "strength"))).eval()
+    load_arbitrary(fixed, arrays, b)
+    with torch.no_grad():
+        assert float((strength(rng_image, 1.0) - fixed(rng_image)).abs().max()) < 1e-4
+    with pytest.raises(ConfigError, match="needs objectives.main.strength 0 or 1"):
+        raw["objectives"]["main"]["strength"] = 0.5
+        from_dict(StyleTrainConfig, raw)

@@ -38,10 +38,12 @@ DISTILL_CONFIG = "distill-strength"   # the shipped config `dynastream distill` 
 
 def run_distill(style_image: str, steps: Optional[int] = None, out: Optional[str] = None, resume: bool = False,
                 sets: Sequence[str] = (), to: Optional[str] = None) -> int:
-    """A model of any picture in the ``arbitrary`` net, whose main net starts as the arbitrary
-    teacher itself. Alone: a strength model (α = 0 the teacher at strength 0 with the training
-    photos' mean style vector, α = 1 the picture's full style). With ``to``: a morph (α = 0 the
-    picture, exactly the teacher given it; α = 1 the teacher given ``to``)."""
+    """A model of any picture in the ``arbitrary-frame`` net: the arbitrary teacher's transformer,
+    and a tuning block on its style vector that starts as the teacher's own path (exact, so the
+    default is no training step). Alone: a strength model (α = 0 the teacher at strength 0, each
+    photo in its own palette; α = 1 the picture's full style). With ``to``: a morph (α = 0 the
+    picture as the teacher renders it; α = 1 the teacher given ``to``). ``steps`` > 0 then trains
+    that block against the teacher."""
     pictures = [Path(style_image).expanduser()] + ([Path(to).expanduser()] if to is not None else [])
     for given, path in zip((style_image, to), pictures):
         if not path.is_file():
@@ -55,8 +57,8 @@ def run_distill(style_image: str, steps: Optional[int] = None, out: Optional[str
         raw["objectives"]["main"] = {"teacher": "arbitrary", "style_image": str(pictures[0]), "strength": 1.0}
         raw["objectives"]["higher"]["style_image"] = str(pictures[1])
     if steps is not None:
-        if steps < 1:
-            raise ConfigError(f"--steps must be at least 1, not {steps}")
+        if steps < 0:
+            raise ConfigError(f"--steps must be 0 or more, not {steps}")
         raw["schedule"]["blocks"]["steps"] = steps
     again = f"{style_image} " + (f"--to {to} " if to is not None else "")
     return _train(raw, f"dynastream distill {style_image}", sets, out, resume, again=again, command="distill")

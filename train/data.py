@@ -168,14 +168,29 @@ def _generated_name(spec: str, known: Sequence[str], what: str) -> str:
 
 # --- datasets ---------------------------------------------------------------------------------
 
+def jitter_colors(x_chw: torch.Tensor, amount: float, g: torch.Generator) -> torch.Tensor:
+    """A photo in other light: each channel's gain in 1 ± amount, a gamma in e^(± amount) and the
+    saturation times 1 - 2·amount .. 1 + amount, drawn from ``g``. More kinds of photo from the
+    same few files, for a net that reads the photo's own style (a frame-conditioned net's predictor)."""
+    u = torch.rand(5, generator=g, dtype=torch.float64).tolist()
+    gain = torch.tensor([1 + amount * (2 * v - 1) for v in u[:3]], dtype=x_chw.dtype).view(3, 1, 1)
+    gamma = float(torch.tensor(amount * (2 * u[3] - 1)).exp())
+    saturation = max(0.0, 1 - 2 * amount) + u[4] * (min(1.0, 2 * amount) + amount)
+    y = (x_chw * gain).clamp(0, 1) ** gamma
+    grey = y.mean(0, keepdim=True)
+    return (grey + (y - grey) * saturation).clamp(0, 1)
+
+
 class CropDataset(Dataset):
     """Random resized crops of ``image_size``; indexed by ``(image index, crop seed)`` so a batch is
     a pure function of its position in the run. An unreadable file is skipped (the next file is
     used) and its index reported in the sample's ``skipped`` vector (-1 padded)."""
 
-    def __init__(self, folder: str, image_size: int, crop_scale: tuple[float, float] = (0.5, 1.0)):
+    def __init__(self, folder: str, image_size: int, crop_scale: tuple[float, float] = (0.5, 1.0),
+                 color_jitter: float = 0.0):
         self.image_size = image_size
         self.crop_scale = crop_scale
+        self.color_jitter = color_jitter
         self.generated = folder.startswith(GENERATED)
         if self.generated:
             _generated_name(folder, CONTENT_PATTERNS, "data folder")
@@ -198,8 +213,10 @@ class CropDataset(Dataset):
         img, skipped = read_first_readable(self, index, self.read)
         g = torch.Generator().manual_seed(seed)
         box = random_box(img.width, img.height, self.crop_scale, g)
-        crop = img.resize((self.image_size, self.image_size), Image.BILINEAR, box=box, reducing_gap=2.0)
-        return to_tensor(crop), skipped
+        crop = to_tensor(img.resize((self.image_size, self.image_size), Image.BILINEAR, box=box, reducing_gap=2.0))
+        if self.color_jitter:
+            crop = jitter_colors(crop, self.color_jitter, g)
+        return crop, skipped
 
     def preview_batch(self, count: int) -> tuple[torch.Tensor, list[int]]:
         """The first ``count`` readable images, centre-cropped to image_size: fixed validation

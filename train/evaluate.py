@@ -301,6 +301,7 @@ class TeacherEvalResult:
     student: dict[str, list[float]]      # metric (psnr, ssim, feature) -> mean per α
     blend: dict[str, list[float]]
     sharpness: dict[str, list[float]]    # student / teacher -> mean gradient of output over input's, per α
+    photo_psnr: Optional[dict[str, list[float]]] = None   # student / teacher -> PSNR dB against the input photo
 
     def to_dict(self) -> dict:
         """Plain data for JSON; NaN (not measured) becomes null."""
@@ -308,7 +309,8 @@ class TeacherEvalResult:
             return {k: [None if math.isnan(v) else v for v in vs] for k, vs in d.items()}
         return {"model": self.model, "teacher": self.teacher, "images": self.images, "longer_side": self.longer_side,
                 "alphas": self.alphas, "student": plain(self.student), "blend": plain(self.blend),
-                "sharpness": plain(self.sharpness), "student_beats_blend": self.beats_blend()}
+                "sharpness": plain(self.sharpness), "student_beats_blend": self.beats_blend(),
+                **({"photo_psnr": plain(self.photo_psnr)} if self.photo_psnr else {})}
 
     def beats_blend(self) -> dict[str, list[bool]]:
         """Per metric, at each α strictly between the ends: is the student closer to the teacher?"""
@@ -325,13 +327,15 @@ class TeacherEvalResult:
         header = ["alpha"]
         for m in self.student:
             header += [f"{names[m]} net", f"{names[m]} blend"]
-        header += ["sharp net", "sharp teacher"]
+        header += ["sharp net", "sharp teacher"] + (["photo dB net", "photo dB teacher"] if self.photo_psnr else [])
         rows = []
         for i, a in enumerate(self.alphas):
             row = [f"{a:g}"]
             for m in self.student:
                 row += [f"{self.student[m][i]:.4g}", f"{self.blend[m][i]:.4g}"]
             row += [f"{self.sharpness['student'][i]:.3g}", f"{self.sharpness['teacher'][i]:.3g}"]
+            if self.photo_psnr:
+                row += [f"{self.photo_psnr['student'][i]:.4g}", f"{self.photo_psnr['teacher'][i]:.4g}"]
             rows.append(row)
         widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
         return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header] + rows)
@@ -411,6 +415,7 @@ def evaluate_teacher(net: DynamicNet, images_dir: Path, *, alphas: Sequence[floa
     student = {m: [0.0] * len(alphas) for m in metrics}
     blend = {m: [0.0] * len(alphas) for m in metrics}
     sharp = {"student": [0.0] * len(alphas), "teacher": [0.0] * len(alphas)}
+    photo = {"student": [0.0] * len(alphas), "teacher": [0.0] * len(alphas)}   # how far each is from the photo
     net = net.cpu().eval()
     main = targets["main"]
     with torch.no_grad():
@@ -425,13 +430,15 @@ def evaluate_teacher(net: DynamicNet, images_dir: Path, *, alphas: Sequence[floa
                 y = net(x, a).clamp(0, 1)
                 b = ends[0.0] if a == 0 else ((1 - t_abs) * ends[0.0] + t_abs * ends[end]).clamp(0, 1)
                 sharp["student"][i] += mean_gradient(y) / mean_gradient(x) / len(images)
+                photo["student"][i] += psnr(y, x) / len(images)
                 if teacher_y is None:
                     for out in (student, blend):
                         for m in metrics:
                             out[m][i] = nan
-                    sharp["teacher"][i] = nan
+                    sharp["teacher"][i] = photo["teacher"][i] = nan
                     continue
                 sharp["teacher"][i] += mean_gradient(teacher_y) / mean_gradient(x) / len(images)
+                photo["teacher"][i] += psnr(teacher_y, x) / len(images)
                 target_feats = lossnet(teacher_y, upto=layers[-1]) if lossnet is not None else None
                 for out, image in ((student, y), (blend, b)):
                     out["psnr"][i] += psnr(image, teacher_y) / len(images)
@@ -440,7 +447,7 @@ def evaluate_teacher(net: DynamicNet, images_dir: Path, *, alphas: Sequence[floa
                         out["feature"][i] += feature_l1(lossnet(image, upto=layers[-1]), target_feats).item() / len(images)
     return TeacherEvalResult(model=str(net.meta.get("name", "?")), teacher=str(records["main"].get("teacher")),
                              images=[n for n, _ in images], longer_side=longer_side, alphas=[float(a) for a in alphas],
-                             student=student, blend=blend, sharpness=sharp)
+                             student=student, blend=blend, sharpness=sharp, photo_psnr=photo)
 
 
 # --- temporal stability on a video ------------------------------------------------------------

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
+import numpy as np
 import torch
 
 from dynastream import nets
 from dynastream.configs import schema
 from dynastream.nets import DynamicNet
 from dynastream.nets.checkpoint import from_dict
-from dynastream.nets.stylenet import ALL_STYLE_SITES, STYLE_SITES, Preset
+from dynastream.nets.stylenet import ALL_STYLE_SITES, PRESETS, STYLE_SITES, VECTOR_SITES, Preset
 from dynastream.nets.tuning import Group, Mode
 from dynastream.train import teacher_cache
 from dynastream.train.data import GENERATED, CropDataset, batches, load_style_image
@@ -30,6 +31,7 @@ from dynastream.train.distill import (
     TeacherObjective,
     TeacherObjectiveConfig,
     TeacherTarget,
+    mean_photo_vector,
 )
 from dynastream.train.loop import Phase as LoopPhase
 from dynastream.train.loop import run_phase
@@ -125,11 +127,20 @@ class NetConfig:
     init: Literal["random", "teacher"] = "random"   # teacher: the main net starts as objectives.main's teacher
                                                     # (multistyle26 into preset fast, arbitrary into preset
                                                     # arbitrary; train/transplant.py)
+    predictor_crops: int = 4000                     # arbitrary-frame with init: teacher: photo crops whose teacher
+    predictor_steps: int = 3000                     # style vectors its predictor is fitted to, and the fit's steps
+                                                    # (train/predictor.py)
+    predictor_from: Optional[str] = None            # ... or a model (zoo name or path) of that preset whose fitted
+                                                    # predictor is copied instead (it depends on the photos only)
 
     def __post_init__(self):
         unknown = [s for s in self.sites if s not in ALL_STYLE_SITES]
         if unknown or not self.sites or len(set(self.sites)) != len(self.sites):
             raise ValueError(f"sites must be distinct names among {', '.join(ALL_STYLE_SITES)}")
+        if self.predictor_crops < 1 or self.predictor_steps < 0:
+            raise ValueError("predictor_crops must be >= 1 and predictor_steps >= 0")
+        if any(s in VECTOR_SITES for s in self.sites) and not PRESETS[self.preset].frame_style:
+            raise ValueError("site style belongs to a frame-conditioned net (net.preset arbitrary-frame)")
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,8 @@ class DataConfig:
     teacher_crop_size: int = 384          # their side in pixels (the arbitrary teacher takes up to 384);
                                           # training draws image_size sub-crops from them
     teacher_cache: Optional[str] = None   # folder of the cache, shareable between runs (default OUT/teacher-cache)
+    color_jitter: float = 0.0             # each crop in other light: channel gains 1 ± this, gamma, saturation
+                                          # (train.data.jitter_colors); the teacher sees the same crops
 
     def __post_init__(self):
         if self.image_size < 32 or self.image_size % 4:
@@ -159,6 +172,8 @@ class DataConfig:
             raise ValueError("batch_size and preview_images must be >= 1, workers >= 0")
         if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ValueError("crop_scale must be [lo, hi] with 0 < lo <= hi <= 1")
+        if not 0 <= self.color_jitter < 1:
+            raise ValueError("color_jitter must be from 0 up to (not including) 1")
 
 
 @dataclass(frozen=True)
@@ -211,13 +226,19 @@ class StyleTrainConfig:
             main = self.objectives.main
             teacher = main.teacher if isinstance(main, TeacherObjectiveConfig) else None
             if not ((teacher == "multistyle26" and self.net.preset in ("fast", "fast-smooth"))
-                    or (teacher == "arbitrary" and self.net.preset == "arbitrary")):
+                    or (teacher == "arbitrary" and self.net.preset in ("arbitrary", "arbitrary-frame"))):
                 raise ValueError("net.init: teacher needs objectives.main to be a multistyle26 teacher with net.preset "
-                                 "fast (or fast-smooth), or an arbitrary teacher with net.preset arbitrary")
-            if teacher == "arbitrary" and main.strength != 1.0 and main.photo_style != "mean":
+                                 "fast (or fast-smooth), or an arbitrary teacher with net.preset arbitrary "
+                                 "(or arbitrary-frame)")
+            if (teacher == "arbitrary" and self.net.preset == "arbitrary-frame" and 0.0 < main.strength < 1.0
+                    and main.photo_style == "each"):
+                raise ValueError("net.init: teacher with net.preset arbitrary-frame needs objectives.main.strength 0 or 1 "
+                                 "(or photo_style: mean): its style predictor is fitted to each photo's own vector")
+            if (teacher == "arbitrary" and self.net.preset == "arbitrary" and main.strength != 1.0
+                    and main.photo_style != "mean"):
                 raise ValueError("net.init: teacher with the arbitrary teacher needs objectives.main.strength 1 or "
                                  "photo_style: mean: otherwise its conditioning depends on each photo, which one net "
-                                 "cannot copy")
+                                 "cannot copy (net.preset arbitrary-frame can)")
         for phase in ("higher", "lower"):
             o, main = getattr(self.objectives, phase), self.objectives.main
             if isinstance(o, TeacherObjectiveConfig) and o.interpolate and not (
@@ -437,6 +458,7 @@ class _Progress:
     main_sha256: Optional[str] = None
     skipped: set = field(default_factory=set)           # indices of unreadable files (this process)
     elapsed: float = 0.0
+    teacher_init: dict = field(default_factory=dict)    # arbitrary-frame: predictor_fit, style_blocks
 
 
 def train(cfg: StyleTrainConfig, out: Optional[Path] = None, *, resume: bool = False,
@@ -449,7 +471,7 @@ def train(cfg: StyleTrainConfig, out: Optional[Path] = None, *, resume: bool = F
     run.check(resume)
     plan = phases_of(cfg)
     # user-input checks before anything is written or the process group is formed
-    dataset = CropDataset(cfg.data.folder, cfg.data.image_size, cfg.data.crop_scale)
+    dataset = CropDataset(cfg.data.folder, cfg.data.image_size, cfg.data.crop_scale, cfg.data.color_jitter)
     styles = {ph.name: load_style_image(ph.objective.style_image, ph.objective.style_size) for ph in plan
               if isinstance(ph.objective, ObjectiveConfig)}
     targets = _teacher_targets(cfg, plan)
@@ -495,13 +517,14 @@ def _fill_caches(cfg: StyleTrainConfig, d: Distributed, out: Path, targets: dict
         return {}
     needs_outputs = {ph.name: ph.steps > 0 for ph in plan if ph.name in targets}
     root = Path(cfg.data.teacher_cache).expanduser() if cfg.data.teacher_cache else out / "teacher-cache"
-    crops = CropDataset(cfg.data.folder, cfg.data.teacher_crop_size, cfg.data.crop_scale)
+    crops = CropDataset(cfg.data.folder, cfg.data.teacher_crop_size, cfg.data.crop_scale, cfg.data.color_jitter)
     caches: dict = {}
     for phase, target in targets.items():
         description = {"teacher": target.describe(),
                        "crops": {"photos": teacher_cache.photos_description(crops), "count": cfg.data.teacher_crops,
                                  "size": cfg.data.teacher_crop_size, "crop_scale": list(cfg.data.crop_scale),
-                                 "seed": cfg.seed}}
+                                 "seed": cfg.seed, **({"color_jitter": cfg.data.color_jitter}
+                                                      if cfg.data.color_jitter else {})}}
         key = teacher_cache.cache_key(description)
         slug = target.cfg.teacher if target.cfg.teacher in ("arbitrary", "multistyle26") else Path(target.cfg.teacher).stem
         if not needs_outputs[phase]:
@@ -535,9 +558,9 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
     torch.manual_seed(cfg.seed)
     if ckpt is None:
         net = DynamicNet.for_style(cfg.net.preset, cfg.net.mode, cfg.net.sites)
-        if cfg.net.init == "teacher":
-            _init_from_teacher(net, cfg.objectives.main, cfg.data.folder)
         state = _Progress()
+        if cfg.net.init == "teacher":
+            state.teacher_init = _init_from_teacher(net, cfg, show_progress=d.is_main)
     else:
         net = from_dict(ckpt, str(run.last))
         state = _restore(ckpt["train_state"])
@@ -601,16 +624,71 @@ def _run(cfg, d: Distributed, run: RunDir, plan: list[Phase], dataset: CropDatas
     return run.final
 
 
-def _init_from_teacher(net: DynamicNet, objective: TeacherObjectiveConfig, photos: str) -> None:
+def _init_from_teacher(net: DynamicNet, cfg: StyleTrainConfig, show_progress: bool) -> dict:
+    """Copy objectives.main's teacher into the main net. A frame-conditioned net also gets its style
+    predictor fitted to the teacher's, and the blocks of its style site start as the teacher's own
+    path to their objective. Returns what the provenance records of that."""
+    from dynastream.train.predictor import fit_frame_predictor
     from dynastream.train.teachers import Multistyle26Teacher, model_dir
     from dynastream.train.transplant import arbitrary_arrays, load_arbitrary, load_multistyle26, multistyle26_arrays
 
+    objective, photos = cfg.objectives.main, cfg.data.folder
     folder = model_dir(objective.teacher, objective.model_dir)
-    if objective.teacher == "arbitrary":   # the same vector for every photo (checked by the config)
-        load_arbitrary(net.main, arbitrary_arrays(folder), TeacherTarget(objective, 1, photos).fixed_condition)
-    else:
+    if objective.teacher != "arbitrary":
         load_multistyle26(net.main, multistyle26_arrays(folder),
                           Multistyle26Teacher.weights(objective.style, objective.style_weights))
+        return {}
+    # a fixed net: the same vector for every photo (checked by the config); a frame-conditioned one
+    # reads each photo's own vector with a predictor fitted to the teacher's (unless the objective
+    # is one fixed vector: then its predictor answers that vector whatever the frame)
+    target = TeacherTarget(objective, 1, photos)
+    vector = target.fixed_condition
+    load_arbitrary(net.main, arbitrary_arrays(folder), mean_photo_vector(target.teacher, photos) if vector is None else vector)
+    if not net.main.config.frame_style:
+        return {}
+    record: dict = {}
+    if vector is None:
+        record["predictor_fit"] = _copy_predictor(net, cfg.net.predictor_from) if cfg.net.predictor_from else \
+            fit_frame_predictor(net.main.predictor, target.teacher, photos, crops=cfg.net.predictor_crops,
+                                steps=cfg.net.predictor_steps, seed=cfg.seed, crop_scale=cfg.data.crop_scale,
+                                color_jitter=cfg.data.color_jitter, progress=show_progress)
+    if "style" in net.sites:
+        record["style_blocks"] = {}
+        for side in ("higher", "lower") if net.mode == "dual" else ("higher",):
+            side_objective = getattr(cfg.objectives, side)
+            if isinstance(side_objective, TeacherObjectiveConfig) and side_objective.teacher == "arbitrary":
+                block = getattr(net, side)["style"]
+                record["style_blocks"][side] = _teacher_path(block, TeacherTarget(side_objective, 1, photos),
+                                                             main_fixed=vector is not None)
+    return record
+
+
+def _teacher_path(block, side: TeacherTarget, main_fixed: bool) -> str:
+    """Set a style site's block ψ so that v + ψ(v) is the side objective's vector, where the main
+    net's v is a fixed vector or each photo's own p: the arbitrary teacher's strength k mixes
+    vectors linearly, so ψ(v) = c - v for a fixed c, and k·(s - v) for k·s + (1 - k)·p. Returns
+    how the block starts (a block that no line fits keeps its random start)."""
+    fixed = side.fixed_condition
+    if fixed is None and main_fixed:
+        return "random (the objective mixes in each photo's vector, which a fixed main net does not read)"
+    k = 1.0 if fixed is not None else float(side.cfg.strength)
+    target = np.asarray(fixed if fixed is not None else k * side.style_vector, np.float32).reshape(-1)
+    with torch.no_grad():
+        block.linear.weight.copy_(-k * torch.eye(target.size))
+        block.linear.bias.copy_(torch.from_numpy(target))
+        block.fc2.weight.zero_()
+        block.fc2.bias.zero_()
+    return "the teacher's own path (v + α·ψ(v) is the teacher's vector at strength α)"
+
+
+def _copy_predictor(net: DynamicNet, source: str) -> dict:
+    other = nets.load(source)
+    if not isinstance(other.main, type(net.main)) or other.main.config != net.main.config:
+        raise RunError(f"net.predictor_from: {source} is not a {net.main.config.frame_style}-number frame-conditioned "
+                       "arbitrary net (preset arbitrary-frame)")
+    net.main.predictor.load_state_dict(other.main.predictor.state_dict())
+    return {"from": other.meta.get("name") or source,
+            **(other.meta.get("provenance", {}).get("predictor_fit") or {})}
 
 
 def _phase(cfg, d, run, net, model, alpha, ph, objective, optimizer, scaler, amp, data, state, objectives,
@@ -673,6 +751,7 @@ def _save_last(cfg, d: Distributed, run: RunDir, net: DynamicNet, state: _Progre
             "initial_terms": state.initial_terms, "final_losses": state.final_losses,
             "main_sha256": state.main_sha256, "skipped": sorted(state.skipped),
             "elapsed": state.elapsed + time.perf_counter() - t0, "world": d.world,
+            "teacher_init": state.teacher_init,
         }
         nets.save(net, run.last, objectives=_objectives_record(cfg, objectives),
                   provenance={"resumable": True, "step": state.step}, train_state=train_state)
@@ -688,7 +767,7 @@ def _restore(ts: dict) -> _Progress:
                      optimizer=ts["optimizer"], scaler=ts.get("scaler") or None,
                      initial_terms=dict(ts.get("initial_terms") or {}), final_losses=dict(ts.get("final_losses") or {}),
                      main_sha256=ts.get("main_sha256"), skipped=set(ts.get("skipped") or []),
-                     elapsed=float(ts.get("elapsed", 0.0)))
+                     elapsed=float(ts.get("elapsed", 0.0)), teacher_init=dict(ts.get("teacher_init") or {}))
 
 
 def _objectives_record(cfg: StyleTrainConfig, objectives: dict[str, Objective]) -> dict:
@@ -716,6 +795,7 @@ def _provenance(cfg, d: Distributed, amp: Amp, *, lossnet_info: dict, dataset: C
         "seconds": round(state.elapsed, 1),
         "teacher_cache": {phase: {k: c[k] for k in ("folder", "key", "computed", "reused", "seconds")}
                           for phase, c in caches.items()},
+        **state.teacher_init,
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

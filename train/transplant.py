@@ -132,10 +132,17 @@ def arbitrary_arrays(folder: Path) -> dict[str, np.ndarray]:
 
 
 def load_arbitrary(net: StyleNet, arrays: dict[str, np.ndarray], vector: np.ndarray) -> None:
-    """Copy the arbitrary transformer conditioned on the 100-d style ``vector`` into ``net``."""
-    if net.config != PRESETS["arbitrary"]:
-        raise TeacherError("init: teacher needs net.preset arbitrary, the shape of the arbitrary teacher's transformer")
+    """Copy the arbitrary transformer conditioned on the 100-d style ``vector`` into ``net``.
+
+    A frame-conditioned net (preset ``arbitrary-frame``) gets the transformer whole: its
+    ``style_params`` become the teacher's map from style vector to norm scales and shifts, and its
+    predictor starts out answering ``vector`` for every frame."""
+    if net.config not in (PRESETS["arbitrary"], PRESETS["arbitrary-frame"]):
+        raise TeacherError("init: teacher needs net.preset arbitrary or arbitrary-frame, the shape of the arbitrary "
+                           "teacher's transformer")
     vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if net.config.frame_style:
+        _load_style_params(net, arrays, vector)
     modules = dict(net.named_modules())
     with torch.no_grad():
         for _, conv_name, norm_name in _ARBITRARY_LAYERS:
@@ -146,9 +153,26 @@ def load_arbitrary(net: StyleNet, arrays: dict[str, np.ndarray], vector: np.ndar
                                    f"net's {tuple(conv.weight.shape)}")
             conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
             conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
-            if norm_name is not None:
+            if norm_name is not None and not net.config.frame_style:
                 norm = modules[norm_name]
                 gamma = arrays[f"{norm_name}.gamma"] @ vector + arrays[f"{norm_name}.gamma_bias"]
                 beta = arrays[f"{norm_name}.beta"] @ vector + arrays[f"{norm_name}.beta_bias"]
                 norm.weight.copy_(torch.from_numpy(np.ascontiguousarray(gamma, dtype=np.float32)))
                 norm.bias.copy_(torch.from_numpy(np.ascontiguousarray(beta, dtype=np.float32)))
+
+
+def _load_style_params(net: StyleNet, arrays: dict[str, np.ndarray], vector: np.ndarray) -> None:
+    weights, biases = [], []
+    for name in net.norm_channels:   # each norm's scale rows, then its shift rows
+        for param in ("gamma", "beta"):
+            weights.append(arrays[f"{name}.{param}"])
+            biases.append(arrays[f"{name}.{param}_bias"])
+    weight, bias = np.concatenate(weights), np.concatenate(biases)
+    if weight.shape != tuple(net.style_params.weight.shape):
+        raise TeacherError(f"init: teacher: the arbitrary teacher's style map is {weight.shape}, the net's "
+                           f"{tuple(net.style_params.weight.shape)}")
+    with torch.no_grad():
+        net.style_params.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)))
+        net.style_params.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32)))
+        net.predictor.fc2.weight.zero_()
+        net.predictor.fc2.bias.copy_(torch.from_numpy(vector))
