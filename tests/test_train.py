@@ -217,7 +217,7 @@ def test_unknown_config_key_in_process(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (f"dynastream: error: config {bad}: unknown key 'data.image_sise' (known here: folder, "
                    "image_size, batch_size, crop_scale, workers, preview_images, teacher_crops, teacher_crop_size, "
-                   "teacher_cache)")
+                   "teacher_cache, color_jitter)")
     assert main(["train", "--out", str(tmp_path / "o"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
 

@@ -372,7 +372,7 @@ def test_the_frame_conditioned_net_takes_the_whole_transformer_and_learns_each_p
     assert fit["crops"] == 20 and fit["held_out"] == 2 and fit["steps"] == 30 and fit["held_out_mse"] > 0
     assert fit["fit_mse"] < fit["mean_vector_held_out_mse"] * 2   # a fit, at least on its own crops
     from dynastream.train.session import RunError
-    raw["net"]["predictor_from"] = "arbitrary-elephants-to-firstgeneration"   # a fixed arbitrary net
+    raw["net"]["predictor_from"] = "fast-blue-to-red"   # no frame-conditioned arbitrary net
     with pytest.raises(RunError, match="is not a 100-number frame-conditioned arbitrary net"):
         train(from_dict(StyleTrainConfig, raw), tmp_path / "run2")
 

@@ -14,7 +14,7 @@ DCGAN_CARD_KEYS = {"subsets", "training_steps", "image_size", "wall_time_s", "de
 
 
 def test_zoo_ships_the_promised_models():
-    assert {e.preset for e in ENTRIES if e.kind == "style"} >= {"arbitrary", "fast"}
+    assert {e.preset for e in ENTRIES if e.kind == "style"} >= {"arbitrary-frame", "fast"}
     assert {e.mode for e in ENTRIES if e.kind == "style"} == {"normal", "dual"}
     assert any(e.kind == "dcgan" for e in ENTRIES)
     assert sum((ZOO_DIR / e.file).stat().st_size for e in ENTRIES) < 30e6
@@ -45,7 +45,10 @@ def test_zoo_entry_loads_with_complete_metadata_and_runs_at_its_range_ends(entry
     assert (net.kind, net.mode, tuple(net.alpha_range)) == (entry.kind, entry.mode, tuple(entry.alpha_range))
     assert all(p.dtype == torch.float32 for p in net.parameters())
     prov = net.meta["provenance"]
-    assert prov["total_steps"] > 0
+    # a model is trained, or is its teacher copied in whole (the arbitrary-frame nets: the style block is
+    # the teacher's own path, and a strength model's predictor is fitted)
+    assert prov["total_steps"] > 0 or set(prov["style_blocks"].values()) == {
+        "the teacher's own path (v + α·ψ(v) is the teacher's vector at strength α)"}
     if entry.kind == "style":
         objectives = [o for o in net.meta["objectives"].values() if isinstance(o, dict)]
         if any(o.get("objective") == "teacher" for o in objectives):   # distilled: the teacher's outputs, cached
