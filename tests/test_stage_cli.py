@@ -50,7 +50,7 @@ def stop_live(proc: subprocess.Popen) -> tuple[str, str]:
     return out, err
 
 
-SITED_MODEL = "fast-blue-to-red"   # a model with several tuning sites (the default has one, on its style vector)
+SITED_MODEL = "untrained:lite"   # a model with several tuning sites (the zoo's have one, on their style vector)
 
 
 def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_path):
@@ -66,9 +66,9 @@ def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_p
             assert page.wait_for("document.getElementById('picture').naturalWidth") == 160   # a frame arrived
             # OSC's α reaches the controller and comes back in the page's state (slew: ~0.1 s)
             page.wait_for("document.getElementById('alpha-res3_in-value').textContent === '0.90'")
-            page.evaluate("(() => { const s = document.getElementById('alpha-act_in'); s.value = 0.1;"
+            page.evaluate("(() => { const s = document.getElementById('alpha-out_in'); s.value = 0.1;"
                           " s.dispatchEvent(new Event('input')); return true; })()")
-            page.wait_for("document.getElementById('alpha-act_in-value').textContent === '0.10'")
+            page.wait_for("document.getElementById('alpha-out_in-value').textContent === '0.10'")
             page.wait_for("document.getElementById('model').textContent.includes('web (2 viewers)')")
             shot = page.screenshot()
             box = page.evaluate("(() => { const r = document.getElementById('picture').getBoundingClientRect();"
@@ -83,7 +83,7 @@ def test_osc_and_the_browser_page_move_alpha_and_the_page_shows_the_frames(tmp_p
     assert "Traceback" not in err
     summary = out.strip().splitlines()[-1]
     assert "osc 1 messages taken, 2 refused" in summary and "web 1 messages taken, 0 refused" in summary, summary
-    expected = {**{site: 0.5 for site in nets.load(SITED_MODEL).sites}, "res3_in": 0.9, "act_in": 0.1}
+    expected = {**{site: 0.5 for site in nets.load(SITED_MODEL).sites}, "res3_in": 0.9, "out_in": 0.1}
     assert "last alpha " + " ".join(f"{s} {v:.2f}" for s, v in expected.items()) in summary, summary
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["inputs"]["osc"]["taken"] == 1 and stats["inputs"]["osc"]["refused"] == 2

@@ -408,3 +408,14 @@ def test_a_style_sites_blocks_start_as_the_teachers_own_path(tmp_path, rng_image
     with pytest.raises(ConfigError, match="needs objectives.main.strength 0 or 1"):
         raw["objectives"]["main"]["strength"] = 0.5
         from_dict(StyleTrainConfig, raw)
+
+    # multistyle26's norms are linear in its 26 weights: the fast-frame net is its exact mix too
+    fast = config(tmp_path / "fast", preset="fast-frame", sites=["style"])
+    fast["objectives"]["higher"] = {"teacher": "multistyle26", "style": 20}
+    fast["schedule"].update(blocks={"steps": 0})
+    morph = nets.load(str(train(from_dict(StyleTrainConfig, fast), tmp_path / "fast-morph"))).eval()
+    teacher26 = load_teacher("multistyle26", threads=1)
+    for alpha in (0.0, 0.5, 1.0):
+        weights = (1 - alpha) * Multistyle26Teacher.weights(19, None) + alpha * Multistyle26Teacher.weights(20, None)
+        with torch.no_grad():
+            assert float((morph(rng_image, alpha) - teacher26(rng_image, weights)).abs().max()) < 1e-4, alpha

@@ -225,10 +225,10 @@ class StyleTrainConfig:
         if self.net.init == "teacher":
             main = self.objectives.main
             teacher = main.teacher if isinstance(main, TeacherObjectiveConfig) else None
-            if not ((teacher == "multistyle26" and self.net.preset in ("fast", "fast-smooth"))
+            if not ((teacher == "multistyle26" and self.net.preset in ("fast", "fast-smooth", "fast-frame"))
                     or (teacher == "arbitrary" and self.net.preset in ("arbitrary", "arbitrary-frame"))):
                 raise ValueError("net.init: teacher needs objectives.main to be a multistyle26 teacher with net.preset "
-                                 "fast (or fast-smooth), or an arbitrary teacher with net.preset arbitrary "
+                                 "fast (or fast-smooth, fast-frame), or an arbitrary teacher with net.preset arbitrary "
                                  "(or arbitrary-frame)")
             if (teacher == "arbitrary" and self.net.preset == "arbitrary-frame" and 0.0 < main.strength < 1.0
                     and main.photo_style == "each"):
@@ -637,7 +637,7 @@ def _init_from_teacher(net: DynamicNet, cfg: StyleTrainConfig, show_progress: bo
     if objective.teacher != "arbitrary":
         load_multistyle26(net.main, multistyle26_arrays(folder),
                           Multistyle26Teacher.weights(objective.style, objective.style_weights))
-        return {}
+        return _style_blocks(net, cfg, photos, main_fixed=True) if net.main.config.frame_style else {}
     # a fixed net: the same vector for every photo (checked by the config); a frame-conditioned one
     # reads each photo's own vector with a predictor fitted to the teacher's (unless the objective
     # is one fixed vector: then its predictor answers that vector whatever the frame)
@@ -652,15 +652,20 @@ def _init_from_teacher(net: DynamicNet, cfg: StyleTrainConfig, show_progress: bo
             fit_frame_predictor(net.main.predictor, target.teacher, photos, crops=cfg.net.predictor_crops,
                                 steps=cfg.net.predictor_steps, seed=cfg.seed, crop_scale=cfg.data.crop_scale,
                                 color_jitter=cfg.data.color_jitter, progress=show_progress)
-    if "style" in net.sites:
-        record["style_blocks"] = {}
-        for side in ("higher", "lower") if net.mode == "dual" else ("higher",):
-            side_objective = getattr(cfg.objectives, side)
-            if isinstance(side_objective, TeacherObjectiveConfig) and side_objective.teacher == "arbitrary":
-                block = getattr(net, side)["style"]
-                record["style_blocks"][side] = _teacher_path(block, TeacherTarget(side_objective, 1, photos),
-                                                             main_fixed=vector is not None)
-    return record
+    return {**record, **_style_blocks(net, cfg, photos, main_fixed=vector is not None)}
+
+
+def _style_blocks(net: DynamicNet, cfg: StyleTrainConfig, photos: str, main_fixed: bool) -> dict:
+    """Start each style-site block whose objective is the main objective's teacher on its own path."""
+    if "style" not in net.sites:
+        return {}
+    blocks = {}
+    for side in ("higher", "lower") if net.mode == "dual" else ("higher",):
+        side_objective = getattr(cfg.objectives, side)
+        if isinstance(side_objective, TeacherObjectiveConfig) and side_objective.teacher == cfg.objectives.main.teacher:
+            blocks[side] = _teacher_path(getattr(net, side)["style"], TeacherTarget(side_objective, 1, photos),
+                                         main_fixed=main_fixed)
+    return {"style_blocks": blocks}
 
 
 def _teacher_path(block, side: TeacherTarget, main_fixed: bool) -> str:
@@ -668,7 +673,7 @@ def _teacher_path(block, side: TeacherTarget, main_fixed: bool) -> str:
     net's v is a fixed vector or each photo's own p: the arbitrary teacher's strength k mixes
     vectors linearly, so ψ(v) = c - v for a fixed c, and k·(s - v) for k·s + (1 - k)·p. Returns
     how the block starts (a block that no line fits keeps its random start)."""
-    fixed = side.fixed_condition
+    fixed = side.fixed_condition   # arbitrary: a style vector; multistyle26: the 26 weights
     if fixed is None and main_fixed:
         return "random (the objective mixes in each photo's vector, which a fixed main net does not read)"
     k = 1.0 if fixed is not None else float(side.cfg.strength)

