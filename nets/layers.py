@@ -29,15 +29,15 @@ class ResidualBlock(nn.Module):
         self.in2 = nn.InstanceNorm2d(channels, affine=affine)
         self.relu = nn.ReLU()
 
-    def forward(self, x: torch.Tensor, affine: Optional[tuple] = None, scale: Optional[Callable] = None) -> torch.Tensor:
-        """``affine``: the scale and shift of in1 and of in2 for norms made without their own (a
-        conditional instance norm, Dumoulin et al. 2017), applied as ``scale(y, affine, index)``."""
+    def forward(self, x: torch.Tensor, scale: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None) -> torch.Tensor:
+        """``scale(y, j)``: the scale and shift of norm j (1 or 2) for norms made without their own
+        (a conditional instance norm, Dumoulin et al. 2017)."""
         y = self.in1(self.conv1(x))
-        if affine is not None:
-            y = scale(y, affine, 0)
+        if scale is not None:
+            y = scale(y, 1)
         y = self.in2(self.conv2(self.relu(y)))
-        if affine is not None:
-            y = scale(y, affine, 1)
+        if scale is not None:
+            y = scale(y, 2)
         return x + y
 
 

@@ -183,7 +183,7 @@ class StyleNet(nn.Module):
         self.out_act = nn.Sigmoid() if config.output == "sigmoid" else nn.Identity()
         if config.frame_style:
             self.predictor = FrameStylePredictor(config.frame_style)
-            # the scale then the shift of each conditioned norm, in conditioned_norms order
+            # the scale then the shift of each conditioned norm, in norm_channels order
             self.style_params = nn.Linear(config.frame_style, 2 * sum(self.norm_channels.values()))
         self.relu = nn.ReLU()
 
@@ -238,7 +238,7 @@ class StyleNet(nn.Module):
         for i, block in enumerate(self.res):
             if i == 2 and inject is not None:
                 y = inject("res3_in", y)
-            y = block(y, None if affine is None else (affine[f"res.{i}.in1"], affine[f"res.{i}.in2"]), _scaled)
+            y = block(y, None if affine is None else lambda z, j, i=i: _scaled(z, affine, f"res.{i}.in{j}"))
         if inject is not None:
             y = inject("up1_in", y)
         y = _scaled(self.in4(self.up1(y)), affine, "in4")
@@ -280,7 +280,7 @@ class StyleNet(nn.Module):
         return out
 
 
-def _scaled(y: torch.Tensor, affine, norm) -> torch.Tensor:
+def _scaled(y: torch.Tensor, affine: Optional[dict], norm: str) -> torch.Tensor:
     """A normalised y times its frame's scale plus its shift (as it is for fixed norms); with an α
     map, the scale and shift of each pixel's α."""
     if affine is None:

@@ -31,17 +31,19 @@ def pictures(batch: int = 2, h: int = 36, w: int = 44) -> torch.Tensor:
 
 def test_each_frame_gets_its_own_conditioning():
     """The same net gives a dark frame and a bright one different norm parameters (the fixed
-    arbitrary net pins every frame's output colour statistics to the same values)."""
+    arbitrary net has one set for every frame), and each frame of a batch gets its own."""
     net = frame_net()
     dark, bright = pictures(1) * 0.3, pictures(1) * 0.3 + 0.7
     with torch.no_grad():
         v_dark, v_bright = net.main.predictor(dark), net.main.predictor(bright)
         assert v_dark.shape == (1, 100) and not torch.allclose(v_dark, v_bright)
-        y = net.main(torch.cat([dark, bright]))
-        fixed = StyleNet(PRESETS["arbitrary"]).eval()
-        assert isinstance(net.main.in4, torch.nn.InstanceNorm2d) and not net.main.in4.affine and fixed.in4.affine
-    means = y.mean((2, 3))
-    assert not torch.allclose(means[0], means[1], atol=1e-3)
+        both = net.main._affine(torch.cat([dark, bright]), None, None)
+        alone = net.main._affine(bright, None, None)
+    fixed = StyleNet(PRESETS["arbitrary"]).eval()
+    assert isinstance(net.main.in4, torch.nn.InstanceNorm2d) and not net.main.in4.affine and fixed.in4.affine
+    gamma, beta = both["out_norm"]
+    assert gamma.shape == (2, 3, 1, 1) and not torch.allclose(gamma[0], gamma[1]) and not torch.allclose(beta[0], beta[1])
+    torch.testing.assert_close(gamma[1:], alone["out_norm"][0])
 
 
 def test_alpha_zero_is_the_main_net_and_the_style_site_alone_changes_the_picture():
